@@ -1,0 +1,41 @@
+# vqnat — one entry point for setting up and running everything.
+#   make install   create .venv/ in the order fairseq-fixed needs (idempotent)
+#   make demo      run the main job on the embedded default data
+#   make test      run the test suite
+#   make lint      ruff
+#   make bench     benchmarks (not part of the tests)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt requirements-dev.txt | sha1sum | cut -c1-12)
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip==24.3.1
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt numpy==2.4.6 cython==3.3.1 wheel setuptools
+	$(PIP) install -q -c constraints.txt --no-build-isolation fairseq-fixed==0.12.3.1
+	$(PIP) install -q -c constraints.txt -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt --no-build-isolation --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(VENV)/bin/vqnat demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_quantizer.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,44 @@
+"""The ``vqnat`` command line: a thin Typer layer over the library.
+
+Each verb lives in its own module as a Typer sub-app and is joined here with ``add_typer``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+import vqnat
+from cli import demo
+
+app = typer.Typer(
+    name="vqnat",
+    help="Non-autoregressive translation with EM-trained vector-quantized latents: "
+    "distill, train, translate, serve, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.command(name="demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vqnat {vqnat.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    """vqnat: fast non-autoregressive translation with vector-quantized latents (Roy et al. 2018)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,19 @@
+"""vqnat: fast non-autoregressive translation with EM-trained vector-quantized latents.
+
+Importing ``vqnat`` registers its fairseq models, tasks and criterions (when fairseq is installed), so
+``fairseq-train --user-dir <path to this folder>`` and ``import vqnat`` are equivalent. The bottleneck in
+:mod:`vqnat.quantization` is pure PyTorch and works without fairseq.
+"""
+
+import logging
+
+__version__ = "0.1.0"
+
+logger = logging.getLogger(__name__)
+
+try:
+    import fairseq  # noqa: F401
+except ImportError:  # the quantizer alone needs only torch
+    logger.debug("fairseq is not installed: vqnat's fairseq plugins are not registered")
+else:
+    from vqnat import criterions, models, tasks  # noqa: F401  (registers the plugins)

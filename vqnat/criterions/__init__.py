@@ -1,0 +1,1 @@
+"""vqnat's fairseq criterions; each import registers one."""

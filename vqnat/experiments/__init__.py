@@ -1,0 +1,1 @@
+"""Small, self-contained experiments that the CLI runs (demo, comparisons)."""

@@ -1,0 +1,1 @@
+"""vqnat's fairseq models; each import registers one."""

@@ -1,0 +1,1 @@
+"""vqnat's fairseq tasks; each import registers one."""
