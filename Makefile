@@ -29,6 +29,7 @@ demo: install
 	$(VENV)/bin/vqnat demo
 
 test: install
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks
 	$(PY) -m pytest -q
 
 lint: install
