@@ -1,0 +1,114 @@
+"""Behaviour of the latent transformer: lengths, causality of the prior, parallel decoding, overfitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.models.conftest import encode_batch, tiny_model
+from vqnat.criterions.latent_transformer_loss import latent_terms
+from vqnat.modules.compression import Compressor, Decompressor
+
+
+@pytest.mark.parametrize("length", [1, 5, 8, 13, 31])
+def test_compress_then_decompress_returns_target_length(word_dict, length):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict, compress_steps=3).eval()
+    src = torch.randint(4, len(word_dict), (2, 6))
+    tgt = torch.randint(4, len(word_dict), (2, length))
+    tgt[:, -1] = word_dict.eos()
+    out = model(src, torch.tensor([6, 6]), tgt)
+    padded = out.token_logits.shape[1]
+    assert padded % 8 == 0 and padded >= length
+    assert out.prior_logits.shape[1] == padded // 8
+    assert torch.equal(out.token_targets[:, :length], tgt)  # the real target is inside, EOS included
+    assert (out.token_targets[:, length:] == word_dict.pad()).all()
+    # The modules alone: every multiple of 2^nc survives the round trip; others are refused clearly.
+    c, dcmp = Compressor(32, 3, 0.0), Decompressor(32, 3, 0.0)
+    assert dcmp(c(torch.randn(2, 8 * 3, 32))).shape == (2, 24, 32)
+    with pytest.raises(ValueError, match="multiple"):
+        c(torch.randn(2, 13, 32))
+
+
+def test_target_length_follows_the_ratio_rule(word_dict):
+    model = tiny_model(word_dict, length_ratio=2.0, length_offset=3)
+    src_len = torch.tensor([1, 5, 10])
+    assert model.target_lengths(src_len).tolist() == [8, 16, 24]  # ceil((2s + 3) / 8) * 8
+    assert model.target_lengths(src_len, torch.tensor([40, 1, 1])).tolist() == [40, 16, 24]
+
+
+def test_prior_is_causal(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict).eval()
+    src, _ = encode_batch(["In the beginning"], word_dict)
+    enc, pad = model.encode(src)
+    codes = torch.randint(0, 32, (1, 6, 1))
+    base = model.prior_logits(codes, enc, pad)
+    changed = codes.clone()
+    changed[0, 3] = (changed[0, 3] + 1) % 32
+    after = model.prior_logits(changed, enc, pad)
+    # Logits at positions <= 3 only see codes < their position: unchanged. Position 4 sees code 3: changed.
+    torch.testing.assert_close(after[:, :4], base[:, :4])
+    assert not torch.allclose(after[:, 4], base[:, 4])
+
+
+def test_decoder_is_one_parallel_pass(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict).eval()
+    calls = []
+    model.decoder.register_forward_hook(lambda *args: calls.append(1))
+    src, lengths = encode_batch(["In the beginning God created", "And God said"], word_dict)
+    out = model.translate(src, lengths)
+    assert len(calls) == 1  # all target tokens from a single decoder call
+    assert out.tokens.shape[1] == int(model.target_lengths(lengths).max())
+    # Each output depends only on the latents and the source: decoding the same codes again gives the same tokens.
+    enc, pad = model.encode(src)
+    latents = model.bottleneck.codebook.lookup(out.codes.flatten(0, 1)).reshape(*out.codes.shape[:2], -1)
+    again = model.decode(latents, model.target_lengths(lengths), enc, pad).argmax(-1)
+    kept = out.tokens.ne(word_dict.pad())
+    assert torch.equal(again[kept], out.tokens[kept])
+
+
+def test_left_and_right_padded_sources_agree(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict).eval()
+    sentences = ["In the beginning God created the heavens", "And God said"]
+    right, lengths = encode_batch(sentences, word_dict)
+    left, _ = encode_batch(sentences, word_dict, left_pad=True)
+    a, b = model.translate(right, lengths), model.translate(left, lengths)
+    assert torch.equal(a.tokens, b.tokens)
+
+
+def test_too_long_source_is_a_clear_error(word_dict):
+    model = tiny_model(word_dict, max_source_positions=8)
+    src = torch.full((1, 9), 5)
+    with pytest.raises(ValueError, match="max_source_positions"):
+        model.translate(src, torch.tensor([9]))
+
+
+@pytest.mark.parametrize("bottleneck", ["hard", "soft"])
+def test_overfits_real_pairs_and_prior_learns_the_latents(real_pairs, word_dict, bottleneck):
+    torch.manual_seed(0)
+    pairs = real_pairs[:4]
+    src, src_len = encode_batch([s for s, _ in pairs], word_dict)
+    tgt, _ = encode_batch([t for _, t in pairs], word_dict)
+    model = tiny_model(word_dict, embed_dim=64, ffn_dim=128, codebook_size=16, bottleneck=bottleneck,
+                       num_samples=4, softmax_temperature=0.5, ema_decay=0.9, length_ratio=1.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(300):
+        optimizer.zero_grad()
+        terms = latent_terms(model(src, src_len, tgt), label_smoothing=0.0)
+        terms["loss"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        final = latent_terms(model(src, src_len, tgt), label_smoothing=0.0)
+    assert final["token_accuracy"] > 0.97, final
+    assert final["prior_accuracy"] > 0.9, final
+    # End to end: prior-decoded latents give back the (memorised) German verse.
+    out = model.translate(src, src_len)
+    for b, (_, german) in enumerate(pairs):
+        words = [word_dict[int(t)] for t in out.tokens[b, : int(out.lengths[b]) - 1]]
+        overlap = sum(w == g for w, g in zip(words, german.split(), strict=False)) / len(german.split())
+        assert overlap > 0.8, (" ".join(words), german)

@@ -1,0 +1,309 @@
+"""The Latent Transformer (Kaiser et al. 2018) with an EM-trained VQ bottleneck (Roy et al. 2018).
+
+Training (teacher-forced on the target y, conditioned on the source x)::
+
+    h_x = Encoder(x)                                              [B, S, D]
+    a   = AutoencoderLayers(Embed(y~), h_x)                       [B, T', D]   y~: y padded to T' = 2^nc * L
+    z   = Compress(a)                                             [B, L, D]    L = T' / 2^nc
+    q   = VQ(z)  (hard or soft EM, straight-through)              [B, L, D]
+    p(y~ | q, x) = softmax(Out(Decoder(Decompress(q) + pos, h_x))) [B, T', V]   one parallel pass, no causal mask
+    p(c_l | c_<l, x) = Prior(c_<l, h_x)                           [B, L, H, K]  causal; targets: sg(codes)
+
+Inference: c = greedy Prior decode for L = ceil((ratio * |x| + offset) / 2^nc) steps, then one Decoder pass on
+the code embeddings; the output is cut at the first EOS (the decoder learned to emit EOS then padding, because
+training pads y to the same length the inference rule gives: T' = 2^nc ceil(max(|y|, ratio |x| + offset) / 2^nc)).
+There is no separate length predictor: length comes from the ratio, and EOS/pad positions from the decoder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+from torch import Tensor, nn
+
+from vqnat.modules.compression import Compressor, Decompressor
+from vqnat.modules.positions import positions_from_mask, sinusoidal_table
+from vqnat.modules.transformer import CrossAttentionStack, EncoderStack
+from vqnat.quantization import QuantizerOutput, VectorQuantizer
+
+MODEL_NAME = "vqnat_latent_transformer"
+BOTTLENECK_CHOICES = ChoiceEnum(["hard", "soft"])
+
+
+@dataclass
+class LatentTransformerConfig(FairseqDataclass):
+    """Options of the latent transformer. Presets (``--arch``) only change the sizes."""
+
+    embed_dim: int = field(default=512, metadata={"help": "model dimension D (also the codebook dimension)"})
+    ffn_dim: int = field(default=4096, metadata={"help": "feed-forward inner dimension"})
+    attention_heads: int = field(default=8, metadata={"help": "attention heads in every layer"})
+    encoder_layers: int = field(default=6, metadata={"help": "source encoder layers"})
+    decoder_layers: int = field(default=6, metadata={"help": "parallel decoder layers"})
+    autoencoder_layers: int = field(default=2, metadata={"help": "target-side layers (attending to the source) "
+                                                                 "before compression"})
+    prior_layers: int = field(default=2, metadata={"help": "layers of the autoregressive latent prior"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout everywhere"})
+    compress_steps: int = field(default=3, metadata={"help": "nc: the target is compressed 2^nc times"})
+    bottleneck: BOTTLENECK_CHOICES = field(default="soft", metadata={"help": "hard EM (EMA k-means) or soft EM"})
+    codebook_size: int = field(default=4096, metadata={"help": "K codes per slice (paper: 2^12)"})
+    codebook_slices: int = field(default=1, metadata={"help": "H: decomposed VQ with H codebooks over slices"})
+    num_samples: int = field(default=10, metadata={"help": "m: soft-EM samples per latent"})
+    softmax_temperature: float = field(default=1.0, metadata={"help": "tau in softmax(-||z - e||^2 / tau)"})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of codebook counts and sums"})
+    ema_epsilon: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
+    beta: float = field(default=0.25, metadata={"help": "commitment loss weight"})
+    kmeans_init: bool = field(default=False, metadata={"help": "k-means init of the codebook on the first batch"})
+    reseed_dead_codes: bool = field(default=False, metadata={"help": "move dead codes onto encoder outputs"})
+    prior_warmup_updates: int = field(default=0, metadata={"help": "the prior loss is off for this many updates "
+                                                                   "(lets the codebook settle first)"})
+    decoder_gold_mix_updates: int = field(default=0, metadata={
+        "help": "decoder warm-up: with probability decaying linearly from 1 to 0 over this many updates, a decoder "
+                "input position gets the gold target embedding instead of the decompressed latent (0 = off)"})
+    length_ratio: float = field(default=2.0, metadata={"help": "target length = ratio * source length + offset, "
+                                                              "rounded up to a multiple of 2^nc"})
+    length_offset: int = field(default=0, metadata={"help": "see --length-ratio"})
+    share_all_embeddings: bool = field(default=True, metadata={"help": "one embedding matrix for source, target "
+                                                                      "and output (needs a joined dictionary)"})
+    max_source_positions: int = field(default=1024, metadata={"help": "longest source the model accepts"})
+    max_target_positions: int = field(default=2048, metadata={"help": "longest (padded) target"})
+
+
+class LatentTransformerOutput(NamedTuple):
+    """What a training forward pass returns; the criterion turns it into named losses.
+
+    token_logits:  ``[B, T', V]`` parallel decoder logits given the encoder's (quantized) latents.
+    token_targets: ``[B, T']`` target padded with EOS-then-pad to T'.
+    token_mask:    ``[B, T']`` bool, True at positions that count (inside each sentence's T'_b).
+    prior_logits:  ``[B, L, H, K]`` latent prior logits (teacher forced on the codes).
+    prior_targets: ``[B, L, H, m]`` codes the bottleneck chose (m soft-EM samples, or m = 1 for hard EM).
+    latent_mask:   ``[B, L]`` bool, True at each sentence's own latents.
+    prior_weight:  float, 0 during the prior warm-up, then 1.
+    vq:            the bottleneck's output (commitment loss, perplexity, dead fraction).
+    """
+
+    token_logits: Tensor
+    token_targets: Tensor
+    token_mask: Tensor
+    prior_logits: Tensor
+    prior_targets: Tensor
+    latent_mask: Tensor
+    prior_weight: float
+    vq: QuantizerOutput
+
+
+class Translation(NamedTuple):
+    """Greedy NAT output for a batch: tokens ``[B, T']`` (pad after EOS) and per-token log-probabilities."""
+
+    tokens: Tensor
+    log_probs: Tensor
+    lengths: Tensor  # [B] tokens up to and including EOS
+    codes: Tensor  # [B, L, H] latent codes from the prior
+
+
+@register_model(MODEL_NAME, dataclass=LatentTransformerConfig)
+class LatentTransformerModel(BaseFairseqModel):
+    """Non-autoregressive translation through discrete latents; see the module docstring for the maths."""
+
+    def __init__(self, cfg: LatentTransformerConfig, src_dict, tgt_dict) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.src_dict, self.tgt_dict = src_dict, tgt_dict
+        self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
+        d = cfg.embed_dim
+        if d % 2 or d % cfg.attention_heads:
+            raise ValueError(f"embed_dim={d} must be even and divisible by attention_heads={cfg.attention_heads}")
+        self.embed_scale = math.sqrt(d)
+        self.factor = 2**cfg.compress_steps
+        self.src_embed = nn.Embedding(len(src_dict), d, padding_idx=src_dict.pad())
+        if cfg.share_all_embeddings:
+            if src_dict != tgt_dict:
+                raise ValueError("--share-all-embeddings needs a joined dictionary (fairseq-preprocess "
+                                 "--joined-dictionary); or pass --no-share-all-embeddings")
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(len(tgt_dict), d, padding_idx=self.pad)
+        for emb in {id(self.src_embed): self.src_embed, id(self.tgt_embed): self.tgt_embed}.values():
+            nn.init.normal_(emb.weight, std=d**-0.5)
+            nn.init.zeros_(emb.weight[emb.padding_idx])
+        self.dropout = nn.Dropout(cfg.dropout)
+        heads, ffn, p = cfg.attention_heads, cfg.ffn_dim, cfg.dropout
+        self.encoder = EncoderStack(d, cfg.encoder_layers, heads, ffn, p)
+        self.autoencoder = CrossAttentionStack(d, cfg.autoencoder_layers, heads, ffn, p, causal=False)
+        self.compress = Compressor(d, cfg.compress_steps, p)
+        self.bottleneck = VectorQuantizer(
+            d, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
+            temperature=cfg.softmax_temperature, decay=cfg.ema_decay, eps=cfg.ema_epsilon, beta=cfg.beta,
+            num_slices=cfg.codebook_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes)
+        self.decompress = Decompressor(d, cfg.compress_steps, p)
+        self.decoder = CrossAttentionStack(d, cfg.decoder_layers, heads, ffn, p, causal=False)
+        self.output_projection = nn.Linear(d, len(tgt_dict), bias=False)
+        self.output_projection.weight = self.tgt_embed.weight
+        # Prior: each slice's codes (and a BOS code K) embedded and summed; logits over K per slice.
+        h, k = cfg.codebook_slices, cfg.codebook_size
+        self.prior_embed = nn.Embedding(h * (k + 1), d)
+        self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, p, causal=True)
+        self.prior_out = nn.Linear(d, h * k)
+        self.num_updates = 0
+
+    # ------------------------------------------------------------------ fairseq plumbing
+    @classmethod
+    def build_model(cls, cfg, task) -> LatentTransformerModel:
+        if not isinstance(cfg, LatentTransformerConfig):
+            cfg = LatentTransformerConfig(**{k: getattr(cfg, k) for k in LatentTransformerConfig.__dataclass_fields__
+                                             if k != "_name" and hasattr(cfg, k)})
+        return cls(cfg, task.source_dictionary, task.target_dictionary)
+
+    def max_positions(self) -> tuple[int, int]:
+        return (self.cfg.max_source_positions, self.cfg.max_target_positions)
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+        super().set_num_updates(num_updates)
+
+    # ------------------------------------------------------------------ pieces
+    def encode(self, src_tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, S]`` (left- or right-padded) -> encoding ``[B, S, D]`` and padding mask ``[B, S]``."""
+        if src_tokens.shape[1] > self.cfg.max_source_positions:
+            raise ValueError(f"source has {src_tokens.shape[1]} tokens, more than max_source_positions="
+                             f"{self.cfg.max_source_positions}: split or truncate the input")
+        pad_mask = src_tokens.eq(self.src_dict.pad())  # (B, S)
+        x = self.src_embed(src_tokens) * self.embed_scale + self._positions(~pad_mask)
+        return self.encoder(self.dropout(x), pad_mask), pad_mask
+
+    def target_lengths(self, src_lengths: Tensor, tgt_lengths: Tensor | None = None) -> Tensor:
+        """T'_b: ``ratio * |x| + offset`` (at least ``|y|`` in training) rounded up to a multiple of 2^nc."""
+        length = torch.ceil(src_lengths.float() * self.cfg.length_ratio + self.cfg.length_offset).long()
+        if tgt_lengths is not None:
+            length = torch.maximum(length, tgt_lengths)
+        length = length.clamp_min(1)
+        return (length + self.factor - 1) // self.factor * self.factor
+
+    def decode(self, latents: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor,
+               gold: Tensor | None = None) -> Tensor:
+        """Parallel decoder: latents ``[B, L, D]`` -> token logits ``[B, L * 2^nc, V]`` in one pass.
+
+        ``lengths [B]`` (multiples of 2^nc) mask each sentence's own positions; ``gold [B, T', D]`` (training
+        warm-up only) replaces a random subset of decoder inputs by the gold target embeddings.
+        """
+        x = self.decompress(latents)  # (B, T', D)
+        if gold is not None:
+            x = torch.where(self._gold_mix_mask(x), gold, x)
+        pad_mask = _length_mask(lengths, x.shape[1]).logical_not()  # (B, T')
+        x = self.dropout(x + self._positions(~pad_mask))
+        h = self.decoder(x, pad_mask, enc, enc_pad)
+        return self.output_projection(h)  # (B, T', V)
+
+    def prior_logits(self, codes: Tensor, enc: Tensor, enc_pad: Tensor) -> Tensor:
+        """Teacher-forced prior: codes ``[B, L, H]`` -> logits ``[B, L, H, K]`` for each position from the codes
+        strictly before it (inputs are shifted right behind a BOS code)."""
+        b, length, h = codes.shape
+        k = self.cfg.codebook_size
+        bos = torch.full((b, 1, h), k, dtype=codes.dtype, device=codes.device)
+        inputs = torch.cat([bos, codes[:, :-1]], dim=1)  # (B, L, H)
+        offsets = torch.arange(h, device=codes.device) * (k + 1)
+        x = self.prior_embed(inputs + offsets).sum(2)  # (B, L, H, D) -> (B, L, D)
+        positions = torch.arange(length, device=codes.device).expand(b, length)
+        x = self.dropout(x + sinusoidal_table(positions, x.shape[-1]))
+        y = self.prior(x, None, enc, enc_pad)  # (B, L, D)
+        return self.prior_out(y).view(b, length, h, k)  # (B, L, H, K)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, target: Tensor, **unused) -> LatentTransformerOutput:
+        """Teacher-forced pass: ``src_tokens [B, S]``, ``src_lengths [B]``, ``target [B, T]`` (right-padded,
+        EOS-terminated, as in fairseq samples) -> :class:`LatentTransformerOutput`."""
+        enc, enc_pad = self.encode(src_tokens)
+        tgt_lengths = target.ne(self.pad).sum(1)  # (B,)
+        lengths = self.target_lengths(src_lengths, tgt_lengths)  # (B,) T'_b
+        t_max = int(lengths.max())
+        targets = target.new_full((target.shape[0], t_max), self.pad)
+        targets[:, : target.shape[1]] = target[:, :t_max]  # (B, T') EOS then pad
+        token_mask = _length_mask(lengths, t_max)  # (B, T')
+        y = self.tgt_embed(targets) * self.embed_scale  # (B, T', D)
+        a = self.autoencoder(self.dropout(y + self._positions(token_mask)), ~token_mask, enc, enc_pad)
+        z = self.compress(a)  # (B, L, D)
+        vq = self.bottleneck(z)
+        gold = y if self.training and self._gold_mix_probability() > 0 else None
+        token_logits = self.decode(vq.quantized, lengths, enc, enc_pad, gold=gold)
+        prior_logits = self.prior_logits(vq.codes.detach(), enc, enc_pad)  # stop-gradient codes
+        latent_mask = _length_mask(lengths // self.factor, z.shape[1])  # (B, L)
+        return LatentTransformerOutput(
+            token_logits=token_logits, token_targets=targets, token_mask=token_mask, prior_logits=prior_logits,
+            prior_targets=vq.samples.detach(), latent_mask=latent_mask,
+            prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq)
+
+    def _gold_mix_probability(self) -> float:
+        warmup = self.cfg.decoder_gold_mix_updates
+        return max(0.0, 1.0 - self.num_updates / warmup) if warmup > 0 else 0.0
+
+    def _gold_mix_mask(self, x: Tensor) -> Tensor:
+        p = self._gold_mix_probability()
+        return torch.rand(x.shape[:2], device=x.device).lt(p).unsqueeze(-1)  # (B, T', 1)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def translate(self, src_tokens: Tensor, src_lengths: Tensor) -> Translation:
+        """Greedy prior decoding of the latents, then one parallel decoder pass.
+
+        ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``.
+        """
+        enc, enc_pad = self.encode(src_tokens)
+        lengths = self.target_lengths(src_lengths)  # (B,)
+        num_latents = lengths // self.factor  # (B,)
+        codes = self.greedy_latents(enc, enc_pad, int(num_latents.max()))  # (B, L, H)
+        latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
+        latents = latents.reshape(*codes.shape[:2], -1)  # (B, L, D)
+        logits = self.decode(latents, lengths, enc, enc_pad)  # (B, T', V)
+        log_probs, tokens = logits.float().log_softmax(-1).max(-1)  # (B, T') each
+        valid = _length_mask(lengths, tokens.shape[1])
+        tokens = tokens.masked_fill(~valid, self.pad)
+        is_eos = tokens.eq(self.eos) & valid
+        # Length up to the first EOS; without an EOS, the whole T'_b (an EOS is appended by the caller).
+        first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
+        keep = _length_mask(first_eos, tokens.shape[1])
+        return Translation(tokens.masked_fill(~keep, self.pad), log_probs.masked_fill(~keep, 0.0), first_eos, codes)
+
+    def greedy_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: int) -> Tensor:
+        """Decode ``num_latents`` codes left to right with the prior's argmax: ``[B, L, H]``."""
+        b, h = enc.shape[0], self.cfg.codebook_slices
+        codes = torch.zeros(b, 0, h, dtype=torch.long, device=enc.device)
+        for _ in range(num_latents):
+            # Re-running the short prefix (L is |x| * ratio / 2^nc, about 8 for a 32-token sentence) costs less
+            # than keeping a key/value cache in PyTorch's layers; the last position's logits are the next code.
+            step = torch.cat([codes, codes.new_zeros(b, 1, h)], dim=1)
+            logits = self.prior_logits(step, enc, enc_pad)[:, -1]  # (B, H, K)
+            codes = torch.cat([codes, logits.argmax(-1).unsqueeze(1)], dim=1)
+        return codes
+
+    def _positions(self, nonpad: Tensor) -> Tensor:
+        return sinusoidal_table(positions_from_mask(nonpad), self.cfg.embed_dim)  # (B, T, D)
+
+
+def _length_mask(lengths: Tensor, max_length: int) -> Tensor:
+    """``[B] -> [B, T]`` bool, True at positions < length."""
+    return torch.arange(max_length, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+# ---------------------------------------------------------------------- presets (sizes only)
+# `--arch vqnat_latent_transformer` (registered with the model) is the dataclass defaults: the paper's base model.
+def _preset(name: str, **sizes: int) -> None:
+    def apply(args) -> None:
+        for key, value in sizes.items():
+            setattr(args, key, getattr(args, key, value))
+
+    apply.__name__ = name
+    register_model_architecture(MODEL_NAME, name)(apply)
+
+
+_preset("vqnat_lt_tiny", embed_dim=32, ffn_dim=64, attention_heads=2, encoder_layers=1, decoder_layers=1,
+        autoencoder_layers=1, prior_layers=1, codebook_size=64)
+_preset("vqnat_lt_cpu", embed_dim=256, ffn_dim=1024, attention_heads=4, encoder_layers=3, decoder_layers=3,
+        autoencoder_layers=1, prior_layers=1, codebook_size=1024)
+_preset("vqnat_lt_small", embed_dim=384, ffn_dim=1536, attention_heads=6, encoder_layers=3, decoder_layers=3,
+        autoencoder_layers=2, prior_layers=2)
+_preset("vqnat_lt_base", embed_dim=512, ffn_dim=4096, attention_heads=8, encoder_layers=6, decoder_layers=6)
+_preset("vqnat_lt_big", embed_dim=1024, ffn_dim=4096, attention_heads=16, encoder_layers=6, decoder_layers=6)
