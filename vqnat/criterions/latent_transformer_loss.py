@@ -7,7 +7,6 @@ as in fairseq's NAT criterion. For soft EM the prior's target is the averaged on
 ``CE = -(1/m) sum_i log p(k_i)``.
 """
 
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field

@@ -15,7 +15,6 @@ training pads y to the same length the inference rule gives: T' = 2^nc ceil(max(
 There is no separate length predictor: length comes from the ratio, and EOS/pad positions from the decoder.
 """
 
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
@@ -152,7 +151,7 @@ class LatentTransformerModel(BaseFairseqModel):
 
     # ------------------------------------------------------------------ fairseq plumbing
     @classmethod
-    def build_model(cls, cfg, task) -> LatentTransformerModel:
+    def build_model(cls, cfg, task) -> "LatentTransformerModel":
         if not isinstance(cfg, LatentTransformerConfig):
             cfg = LatentTransformerConfig(**{k: getattr(cfg, k) for k in LatentTransformerConfig.__dataclass_fields__
                                              if k != "_name" and hasattr(cfg, k)})

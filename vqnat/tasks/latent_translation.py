@@ -1,6 +1,5 @@
 """The ``vqnat_translation`` task: fairseq's translation task whose generator decodes the latent transformer."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 

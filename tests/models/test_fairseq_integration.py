@@ -1,0 +1,81 @@
+"""fairseq-preprocess -> fairseq-train --user-dir -> fairseq-generate, and loading the checkpoint in Python."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vqnat
+from vqnat.checkpoint import trusted_checkpoint_env
+
+USER_DIR = str(Path(vqnat.__file__).parent)
+NUM_TEST = 11  # not a multiple of the batch size: the last partial batch must not be dropped
+
+
+def run_fairseq(tool: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", f"fairseq_cli.{tool}", *args], capture_output=True, text=True,
+                            env=trusted_checkpoint_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_pairs):
+    work = tmp_path_factory.mktemp("fairseq")
+    splits = {"train": real_pairs[:120], "valid": real_pairs[120:140], "test": real_pairs[140:140 + NUM_TEST]}
+    for split, pairs in splits.items():
+        (work / f"{split}.en").write_text("".join(s + "\n" for s, _ in pairs))
+        (work / f"{split}.de").write_text("".join(t + "\n" for _, t in pairs))
+    data = work / "data-bin"
+    run_fairseq("preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", str(work / "train"),
+                "--validpref", str(work / "valid"), "--testpref", str(work / "test"), "--destdir", str(data),
+                "--joined-dictionary", "--workers", "1")
+    save = work / "checkpoints"
+    log = run_fairseq(
+        "train", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation", "--arch", "vqnat_lt_tiny",
+        "--criterion", "vqnat_latent_transformer_loss", "--bottleneck", "soft", "--num-samples", "3",
+        "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--max-update", "6",
+        "--required-batch-size-multiple", "1", "--save-dir", str(save), "--no-epoch-checkpoints",
+        "--log-format", "simple", "--log-interval", "1", "--seed", "1", "--num-workers", "0", "--cpu")
+    return data, save / "checkpoint_last.pt", log
+
+
+def test_train_logs_every_named_term(trained):
+    _, checkpoint, log = trained
+    assert checkpoint.exists()
+    for name in ("recon_loss", "prior_loss", "commitment", "token_accuracy", "prior_accuracy", "perplexity",
+                 "dead_fraction"):
+        assert re.search(rf"\b{name} [0-9.]+", log), f"{name} missing from fairseq-train output"
+
+
+def test_generate_translates_every_sentence(trained):
+    data, checkpoint, _ = trained
+    out = run_fairseq("generate", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation",
+                      "--path", str(checkpoint), "--gen-subset", "test", "--batch-size", "4",
+                      "--required-batch-size-multiple", "1", "--scoring", "sacrebleu", "--cpu")
+    ids = sorted(int(m) for m in re.findall(r"^H-(\d+)\t", out, flags=re.M))
+    assert ids == list(range(NUM_TEST))
+    assert re.search(r"BLEU", out)
+
+
+def test_checkpoint_loads_with_plugin_registered(trained):
+    import torch
+    from fairseq import checkpoint_utils
+
+    from vqnat.checkpoint import allow_trusted_checkpoint_loading
+    from vqnat.models.latent_transformer import LatentTransformerModel
+
+    data, checkpoint, _ = trained
+    allow_trusted_checkpoint_loading()
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
+                                                                     arg_overrides={"data": str(data)})
+    model = models[0].eval()
+    assert isinstance(model, LatentTransformerModel)
+    assert cfg.model.bottleneck == "soft" and model.cfg.num_samples == 3
+    src = torch.tensor([[task.source_dictionary.index("God"), task.source_dictionary.eos()]])
+    out = model.translate(src, torch.tensor([2]))
+    assert out.tokens.shape[0] == 1 and int(out.lengths[0]) >= 1
