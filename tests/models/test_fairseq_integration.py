@@ -44,6 +44,21 @@ def trained(tmp_path_factory, real_pairs):
     return data, save / "checkpoint_last.pt", log
 
 
+@pytest.fixture(scope="module")
+def teacher(trained, tmp_path_factory):
+    """A tiny autoregressive fairseq transformer on the same data (a stand-in for the teacher)."""
+    data = trained[0]
+    save = tmp_path_factory.mktemp("teacher")
+    run_fairseq(
+        "train", str(data), "--task", "translation", "--arch", "transformer", "--encoder-layers", "1",
+        "--decoder-layers", "1", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+        "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
+        "--decoder-attention-heads", "2", "--share-all-embeddings", "--optimizer", "adam", "--lr", "1e-3",
+        "--max-tokens", "1024", "--max-update", "3", "--required-batch-size-multiple", "1",
+        "--save-dir", str(save), "--no-epoch-checkpoints", "--seed", "1", "--num-workers", "0", "--cpu")
+    return save / "checkpoint_last.pt"
+
+
 def test_train_logs_every_named_term(trained):
     _, checkpoint, log = trained
     assert checkpoint.exists()
@@ -79,3 +94,49 @@ def test_checkpoint_loads_with_plugin_registered(trained):
     src = torch.tensor([[task.source_dictionary.index("God"), task.source_dictionary.eos()]])
     out = model.translate(src, torch.tensor([2]))
     assert out.tokens.shape[0] == 1 and int(out.lengths[0]) >= 1
+
+
+@pytest.mark.parametrize("which", ["nat", "teacher"])
+def test_translator_translates_lists_in_order(trained, teacher, real_pairs, which):
+    from vqnat.inference import DecodingOptions, Translator
+
+    checkpoint = trained[1] if which == "nat" else teacher
+    translator = Translator.load(checkpoint, options=DecodingOptions(beam=2))
+    assert translator.kind == ("nat" if which == "nat" else "autoregressive")
+    sources = [s for s, _ in real_pairs[140:147]] + ["", "   ", "Zyzzyva unknownword God"]
+    batched = translator.translate(sources, batch_size=3)
+    assert len(batched) == len(sources)
+    assert batched[7] == "" and batched[8] == ""
+    assert all(isinstance(t, str) for t in batched)
+    if which == "nat":
+        one_by_one = [translator.translate([s])[0] for s in sources]
+        assert one_by_one == batched  # batching, sorting and padding do not change any translation
+    # (fairseq's beam search caps length by the batch's longest source, so an untrained teacher's endless
+    # outputs legitimately differ in length between batch compositions.)
+    info = translator.describe()
+    assert info["parameters"] > 0 and info["kind"] == translator.kind
+
+
+def test_translator_truncates_too_long_sources(trained, caplog):
+    from vqnat.inference import Translator
+
+    translator = Translator.load(trained[1])
+    translator.max_source_positions = 8
+    assert len(translator.encode("God " * 50)) == 8
+    assert "truncated" in caplog.text
+    assert isinstance(translator.translate(["God " * 50])[0], str)
+
+
+def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
+    from vqnat.inference import Translator
+
+    with pytest.raises(ValueError, match="not found"):
+        Translator.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable fairseq checkpoint"):
+        Translator.load(junk)
+    with pytest.raises(ValueError, match="does not exist here"):
+        Translator.load(trained[1], data_dir=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="list of sentences"):
+        Translator.load(trained[1]).translate("a single string")

@@ -189,7 +189,7 @@ class LatentTransformerModel(BaseFairseqModel):
         ``lengths [B]`` (multiples of 2^nc) mask each sentence's own positions; ``gold [B, T', D]`` (training
         warm-up only) replaces a random subset of decoder inputs by the gold target embeddings.
         """
-        x = self.decompress(latents)  # (B, T', D)
+        x = self.decompress(latents, lengths // self.factor)  # (B, T', D)
         if gold is not None:
             x = torch.where(self._gold_mix_mask(x), gold, x)
         pad_mask = _length_mask(lengths, x.shape[1]).logical_not()  # (B, T')
@@ -224,16 +224,28 @@ class LatentTransformerModel(BaseFairseqModel):
         token_mask = _length_mask(lengths, t_max)  # (B, T')
         y = self.tgt_embed(targets) * self.embed_scale  # (B, T', D)
         a = self.autoencoder(self.dropout(y + self._positions(token_mask)), ~token_mask, enc, enc_pad)
-        z = self.compress(a)  # (B, L, D)
-        vq = self.bottleneck(z)
+        z = self.compress(a, lengths)  # (B, L, D)
+        latent_mask = _length_mask(lengths // self.factor, z.shape[1])  # (B, L)
+        vq = self._quantize(z, latent_mask)
         gold = y if self.training and self._gold_mix_probability() > 0 else None
         token_logits = self.decode(vq.quantized, lengths, enc, enc_pad, gold=gold)
         prior_logits = self.prior_logits(vq.codes.detach(), enc, enc_pad)  # stop-gradient codes
-        latent_mask = _length_mask(lengths // self.factor, z.shape[1])  # (B, L)
         return LatentTransformerOutput(
             token_logits=token_logits, token_targets=targets, token_mask=token_mask, prior_logits=prior_logits,
             prior_targets=vq.samples.detach(), latent_mask=latent_mask,
             prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq)
+
+    def _quantize(self, z: Tensor, latent_mask: Tensor) -> QuantizerOutput:
+        """Quantize only each sentence's own latents (batch padding must not move the codebook):
+        ``z [B, L, D]`` -> outputs laid out as ``[B, L, ...]``, zeros / code 0 at padding."""
+        out = self.bottleneck(z[latent_mask])  # (N, D) for the N real latents
+        quantized = z.new_zeros(z.shape)
+        quantized[latent_mask] = out.quantized
+        codes = out.codes.new_zeros(*latent_mask.shape, out.codes.shape[-1])
+        codes[latent_mask] = out.codes
+        samples = out.samples.new_zeros(*latent_mask.shape, *out.samples.shape[-2:])
+        samples[latent_mask] = out.samples
+        return out._replace(quantized=quantized, codes=codes, samples=samples)
 
     def _gold_mix_probability(self) -> float:
         warmup = self.cfg.decoder_gold_mix_updates

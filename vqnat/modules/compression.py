@@ -7,7 +7,17 @@ block: ``[B, L, D] -> [B, 2L, D]``. nc steps of each give the 8x (nc = 3) compre
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+
+def zero_beyond(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Zero the positions ``t >= lengths[b]`` of ``x [B, T, D]``, so a convolution sees the same zeros at a
+    sentence's end whether or not longer sentences share its batch."""
+    if lengths is None:
+        return x
+    keep = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    return x * keep.unsqueeze(-1).to(x.dtype)
 
 
 class ResidualConvBlock(nn.Module):
@@ -25,7 +35,7 @@ class ResidualConvBlock(nn.Module):
 
 
 class Compressor(nn.Module):
-    """``[B, T, D] -> [B, T / 2^nc, D]``; T must be a multiple of 2^nc."""
+    """``[B, T, D] -> [B, T / 2^nc, D]``; T and the optional ``lengths [B]`` must be multiples of 2^nc."""
 
     def __init__(self, dim: int, num_steps: int, dropout: float) -> None:
         super().__init__()
@@ -33,26 +43,28 @@ class Compressor(nn.Module):
         self.downs = nn.ModuleList(nn.Conv1d(dim, dim, kernel_size=3, stride=2, padding=1) for _ in range(num_steps))
         self.blocks = nn.ModuleList(ResidualConvBlock(dim, dropout) for _ in range(num_steps))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if x.shape[1] % self.factor:
             raise ValueError(f"sequence length {x.shape[1]} is not a multiple of the compression factor {self.factor}")
         for down, block in zip(self.downs, self.blocks, strict=True):
-            x = down(x.transpose(1, 2)).transpose(1, 2)  # (B, T, D) -> (B, T/2, D)
-            x = block(x)
-        return x
+            x = down(zero_beyond(x, lengths).transpose(1, 2)).transpose(1, 2)  # (B, T, D) -> (B, T/2, D)
+            lengths = None if lengths is None else lengths // 2
+            x = block(zero_beyond(x, lengths))
+        return zero_beyond(x, lengths)
 
 
 class Decompressor(nn.Module):
-    """``[B, L, D] -> [B, L * 2^nc, D]``."""
+    """``[B, L, D] -> [B, L * 2^nc, D]``; ``lengths [B]`` (in latents) masks each sentence's own positions."""
 
     def __init__(self, dim: int, num_steps: int, dropout: float) -> None:
         super().__init__()
         self.ups = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(num_steps))
         self.blocks = nn.ModuleList(ResidualConvBlock(dim, dropout) for _ in range(num_steps))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         for up, block in zip(self.ups, self.blocks, strict=True):
             b, length, d = x.shape
             x = up(x).view(b, length * 2, d)  # (B, L, 2D) -> (B, 2L, D): each latent becomes two steps
-            x = block(x)
-        return x
+            lengths = None if lengths is None else lengths * 2
+            x = block(zero_beyond(x, lengths))
+        return zero_beyond(x, lengths)
