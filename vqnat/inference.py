@@ -84,9 +84,10 @@ class Translator:
         ``tokenizer``: by default the sentencepiece model of a ``vqnat prepare`` folder found in ``data_dir`` or
         its parent, else whitespace tokens.
         """
-        import vqnat  # noqa: F401  (registers the plugin: without it fairseq fails with an obscure IndexError)
         from fairseq import checkpoint_utils
         from fairseq.models import FairseqEncoderDecoderModel
+
+        import vqnat  # noqa: F401  (registers the plugin: without it fairseq fails with an obscure IndexError)
 
         path = Path(checkpoint)
         if not path.is_file():
