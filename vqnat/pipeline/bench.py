@@ -1,0 +1,126 @@
+"""Latency comparison of the latent transformer against its autoregressive teacher, in one process.
+
+Every system translates the same sentences on the same machine with the same number of threads:
+- batch 1: one sentence per call; per-sentence latency median and p90 (ms);
+- large batch: all sentences, ``large_batch`` per call (sorted by length); sentences per second;
+- BLEU / chrF of the large-batch outputs.
+Speedups are ratios to the teacher's greedy decoding. Each system is warmed up before timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from vqnat.inference import DecodingOptions, Translator
+from vqnat.machine import machine_record
+from vqnat.pipeline.evaluate import score
+from vqnat.pipeline.prepared import open_prepared
+
+logger = logging.getLogger(__name__)
+
+
+class System(NamedTuple):
+    name: str
+    checkpoint: Path
+    options: DecodingOptions
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def time_system(translator: Translator, sources: list[str], references: list[str], large_batch: int,
+                warmup: int = 5, progress: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Batch-1 latencies and large-batch throughput of one loaded system on the same sentences."""
+    for sentence in sources[:warmup]:
+        translator.translate([sentence])
+    latencies = []
+    for sentence in sources:
+        start = time.perf_counter()
+        translator.translate([sentence])
+        latencies.append((time.perf_counter() - start) * 1e3)
+    start = time.perf_counter()
+    hypotheses = translator.translate(sources, batch_size=large_batch)
+    seconds = time.perf_counter() - start
+    quality = score(hypotheses, references)
+    result = {"batch1_median_ms": round(statistics.median(latencies), 2),
+              "batch1_p90_ms": round(percentile(latencies, 90), 2),
+              "large_batch_sentences_per_s": round(len(sources) / seconds, 1),
+              "large_batch_seconds": round(seconds, 2), "bleu": quality.bleu, "chrf": quality.chrf,
+              "parameters": translator.describe()["parameters"]}
+    if progress:
+        progress(f"{result}")
+    return result
+
+
+def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "test", limit: int | None = None,
+              large_batch: int = 128, threads: int = 2, baseline: str = "teacher greedy",
+              progress: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Time every system; ``baseline`` names the system speedups are relative to."""
+    folder = open_prepared(prepared)
+    sources, references = folder.read_raw(split, "src"), folder.read_raw(split, "tgt")
+    if limit:
+        sources, references = sources[:limit], references[:limit]
+    torch.set_num_threads(threads)
+    results: dict[str, dict[str, object]] = {}
+    for system in systems:
+        translator = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options)
+        if progress:
+            progress(f"timing {system.name} ({translator.kind}, {system.checkpoint}) on {len(sources)} sentences")
+        results[system.name] = {"checkpoint": str(system.checkpoint), "kind": translator.kind,
+                                **time_system(translator, sources, references, large_batch, progress=progress)}
+    if baseline in results:
+        base = results[baseline]
+        for row in results.values():
+            row["speedup_batch1"] = round(base["batch1_median_ms"] / row["batch1_median_ms"], 2)
+            row["speedup_large_batch"] = round(row["large_batch_sentences_per_s"] / base["large_batch_sentences_per_s"],
+                                               2)
+            row["bleu_delta"] = round(row["bleu"] - base["bleu"], 2)
+    return {"split": split, "sentences": len(sources), "large_batch": large_batch, "threads": threads,
+            "baseline": baseline, "machine": machine_record(), "systems": results}
+
+
+def format_table(report: dict[str, object]) -> str:
+    """The report as an aligned text table."""
+    header = (f"{'system':<24}{'BLEU':>7}{'chrF':>7}{'b1 med ms':>11}{'b1 p90 ms':>11}{'sent/s':>9}"
+              f"{'x b1':>7}{'x large':>9}")
+    lines = [header, "-" * len(header)]
+    nan = float("nan")
+    for name, row in report["systems"].items():  # type: ignore[union-attr]
+        lines.append(f"{name:<24}{row['bleu']:>7.2f}{row['chrf']:>7.1f}{row['batch1_median_ms']:>11.1f}"
+                     f"{row['batch1_p90_ms']:>11.1f}{row['large_batch_sentences_per_s']:>9.1f}"
+                     f"{row.get('speedup_batch1', nan):>7.2f}{row.get('speedup_large_batch', nan):>9.2f}")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, object], path: str | Path) -> None:
+    """Bar charts: batch-1 median latency and large-batch throughput per system, BLEU in the labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = report["systems"]  # type: ignore[assignment]
+    names = [f"{n}\nBLEU {r['bleu']:.1f}" for n, r in systems.items()]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [r["batch1_median_ms"] for r in systems.values()], color="tab:blue")
+    left.set_ylabel("ms per sentence (batch 1, median)")
+    left.set_title("latency: lower is better")
+    right.bar(names, [r["large_batch_sentences_per_s"] for r in systems.values()], color="tab:green")
+    right.set_ylabel(f"sentences / s (batch {report['large_batch']})")
+    right.set_title("throughput: higher is better")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"{report['sentences']} {report['split']} sentences, {report['threads']} threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

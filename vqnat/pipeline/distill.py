@@ -1,0 +1,94 @@
+"""Sequence-level knowledge distillation (Kim & Rush 2016): the teacher's beam output becomes the NAT's target.
+
+The teacher decodes the binarized training source with fairseq-generate (beam search); its hypotheses, in
+sentencepiece pieces, replace the training targets; valid and test keep their real references. The result is a
+prepared folder like the original (same dictionary and tokenizer), so every other command accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from vqnat.inference import DecodingOptions
+from vqnat.pipeline.evaluate import evaluate_checkpoint
+from vqnat.pipeline.fairseq_run import run_fairseq
+from vqnat.pipeline.prepared import PreparedFolder, open_prepared
+
+logger = logging.getLogger(__name__)
+
+_HYPOTHESIS = re.compile(r"^H-(\d+)\t[^\t]*\t(.*)$", flags=re.M)
+
+
+def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: int, max_tokens: int,
+                       cpu: bool, log_path: Path | None) -> list[str]:
+    """Beam-search ``split`` of the binarized data: one piece string per sentence, in dataset order."""
+    out = run_fairseq("generate", [
+        str(folder.data_bin), "--path", str(teacher), "--gen-subset", split, "--beam", str(beam), "--nbest", "1",
+        "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1", "--max-len-a", "1.2",
+        "--max-len-b", "10", "--num-workers", "0", *(["--cpu"] if cpu else [])], log_path=log_path)
+    found = {int(i): text for i, text in _HYPOTHESIS.findall(out)}
+    expected = int(folder.manifest["sizes"][split])
+    missing = [i for i in range(expected) if i not in found]
+    if missing:
+        raise ValueError(f"the teacher produced no hypothesis for {len(missing)} of {expected} {split} sentences "
+                         f"(first: {missing[:5]}); see {log_path}")
+    return [found[i] for i in range(expected)]
+
+
+def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam: int = 4, max_tokens: int = 8192,
+            cpu: bool = True, force: bool = False, validate: bool = True) -> dict[str, object]:
+    """Write a distilled prepared folder at ``out_dir`` and return a report (with the teacher's valid BLEU)."""
+    teacher, folder, out = Path(teacher), open_prepared(prepared), Path(out_dir)
+    if not teacher.is_file():
+        raise ValueError(f"teacher checkpoint not found: {teacher}")
+    report_path = out / "distill.json"
+    if report_path.is_file() and not force:
+        logger.info("%s already distilled (use --force to redo)", out)
+        return json.loads(report_path.read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "distill.log"
+    src, tgt = folder.src_lang, folder.tgt_lang
+    pieces = out / "spm"
+    pieces.mkdir(exist_ok=True)
+    hyps = teacher_hypotheses(teacher, folder, "train", beam, max_tokens, cpu, log)
+    source_pieces = (folder.root / "spm" / f"train.{src}").read_text(encoding="utf-8").splitlines()
+    if len(source_pieces) != len(hyps):
+        raise ValueError(f"{len(source_pieces)} training sources but {len(hyps)} hypotheses")
+    (pieces / f"train.{src}").write_text("\n".join(source_pieces) + "\n", encoding="utf-8")
+    (pieces / f"train.{tgt}").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    splits = [s for s in ("valid", "test") if (folder.root / "spm" / f"{s}.{src}").is_file()]
+    for split in splits:
+        for lang in (src, tgt):
+            shutil.copyfile(folder.root / "spm" / f"{split}.{lang}", pieces / f"{split}.{lang}")
+    (out / "raw").mkdir(exist_ok=True)
+    for split in splits:
+        for lang in (src, tgt):
+            shutil.copyfile(folder.root / "raw" / f"{split}.{lang}", out / "raw" / f"{split}.{lang}")
+    for name in ("spm.model", "spm.vocab"):
+        if (folder.root / name).is_file():
+            shutil.copyfile(folder.root / name, out / name)
+    data_bin = out / "data-bin"
+    if data_bin.exists():
+        shutil.rmtree(data_bin)
+    run_fairseq("preprocess", [
+        "--source-lang", src, "--target-lang", tgt, "--trainpref", str(pieces / "train"),
+        *[a for s in splits for a in (f"--{s}pref", str(pieces / s))], "--destdir", str(data_bin),
+        "--srcdict", str(folder.data_bin / f"dict.{src}.txt"), "--joined-dictionary", "--workers", "2"],
+        log_path=log)
+    manifest = dict(folder.manifest)
+    manifest["distilled"] = {"teacher": str(teacher), "beam": beam, "from": str(folder.root)}
+    (out / "prepare.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    changed = sum(h != r for h, r in zip(hyps, (folder.root / "spm" / f"train.{tgt}").read_text(
+        encoding="utf-8").splitlines(), strict=True))
+    report: dict[str, object] = {"out_dir": str(out), "teacher": str(teacher), "beam": beam,
+                                 "train_sentences": len(hyps), "targets_changed": changed}
+    if validate and "valid" in splits:
+        report["teacher_valid"] = evaluate_checkpoint(teacher, folder.root, split="valid",
+                                                      options=DecodingOptions(beam=beam))
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
