@@ -63,7 +63,7 @@ def train_image(
     codebook_size: int | None = typer.Option(None, min=1, help="K, codes (default: the preset's)."),
     latent_dim: int | None = typer.Option(None, min=1, help="D, latent size (default: the preset's)."),
     num_samples: int | None = typer.Option(None, min=1, help="m, soft-EM samples per latent (default 10)."),
-    temperature: float | None = typer.Option(None, min=0.0, help="tau of soft EM (default 1)."),
+    soft_temperature: float | None = typer.Option(None, min=0.0, help="tau of soft EM (default 1)."),
     kmeans_init: bool = typer.Option(False, "--kmeans-init", help="Initialise codes by k-means on batch one."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch (OMP_NUM_THREADS)."),
     gpu: bool = typer.Option(False, "--gpu", help="Train on CUDA (default: CPU)."),
@@ -87,7 +87,8 @@ def train_image(
         dataset=dataset.value, save_dir=str(save_dir), data_dir=str(data_dir) if data_dir else None,
         bottleneck=bottleneck.value, arch=arch.value, max_update=max_update, batch_size=batch_size, lr=lr,
         seed=seed, max_train_images=max_train_images, max_eval_images=max_eval_images,
-        codebook_size=codebook_size, latent_dim=latent_dim, num_samples=num_samples, temperature=temperature,
+        codebook_size=codebook_size, latent_dim=latent_dim, num_samples=num_samples,
+        soft_temperature=soft_temperature,
         kmeans_init=kmeans_init, cpu=not gpu, extra=tuple(ctx.args),
     )
     try:

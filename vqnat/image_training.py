@@ -43,7 +43,7 @@ class ImageTrainOptions:
     codebook_size: int | None = None
     latent_dim: int | None = None
     num_samples: int | None = None
-    temperature: float | None = None
+    soft_temperature: float | None = None
     kmeans_init: bool = False
     log_interval: int = 50
     cpu: bool = True
@@ -87,7 +87,7 @@ def image_train_argv(opts: ImageTrainOptions) -> list[str]:
         "--log-format", "simple", "--log-interval", str(opts.log_interval),
     ]
     for flag, value in (("--codebook-size", opts.codebook_size), ("--latent-dim", opts.latent_dim),
-                        ("--num-samples", opts.num_samples), ("--temperature", opts.temperature)):
+                        ("--num-samples", opts.num_samples), ("--soft-temperature", opts.soft_temperature)):
         if value is not None:
             argv += [flag, str(value)]
     if opts.kmeans_init:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from fairseq import metrics
+from fairseq.dataclass.configs import FairseqConfig
 
 from vqnat.criterions.image_bits import ImageBitsCriterion
 from vqnat.models.image_vqvae import ImageVQVAEModel, ImageVQVAEModelConfig
@@ -18,6 +20,15 @@ def task() -> ImageVQTask:
     task = ImageVQTask.setup_task(ImageVQTaskConfig(dataset="fashion-mnist", max_eval_images=48))
     task.load_dataset("test")
     return task
+
+
+@pytest.mark.parametrize("config", [ImageVQVAEModelConfig, ImageVQTaskConfig])
+def test_no_option_shares_a_name_with_a_fairseq_option(config) -> None:
+    """fairseq-train flattens every config into one argparse namespace: a shared name takes fairseq's value."""
+    fairseq_names = {g.name for f in dataclasses.fields(FairseqConfig) if dataclasses.is_dataclass(f.type)
+                     for g in dataclasses.fields(f.type)}
+    mine = {f.name for f in dataclasses.fields(config)} - {"_name", "data"}
+    assert not mine & fairseq_names
 
 
 def test_task_batches(task: ImageVQTask) -> None:

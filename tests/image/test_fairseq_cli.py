@@ -33,6 +33,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32", "--required-batch-size-multiple", "1",
         "--max-update", "6", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--cpu",
         "--log-format", "simple", "--log-interval", "2", "--seed", "3",
+        "--codebook-decay", "0.95", "--soft-temperature", "2.0",  # must reach the model (see test below)
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -42,6 +43,15 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = save_dir / "checkpoint_last.pt"
     assert checkpoint.is_file()
     return checkpoint
+
+
+def test_model_options_reach_the_bottleneck(trained_checkpoint: Path) -> None:
+    """fairseq flattens all configs into one namespace: a model option that shares a name with a fairseq option
+    (as ``ema_decay`` once did with fairseq's --ema-decay) would silently take fairseq's value instead."""
+    from vqnat.image_inference import load_image_model
+
+    quantizer = load_image_model(trained_checkpoint).net.quantizer
+    assert quantizer.codebook.decay == 0.95 and quantizer.temperature == 2.0 and quantizer.mode == "soft"
 
 
 def test_evaluate_image(trained_checkpoint: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ def test_overfits_eight_real_images(bottleneck: str, fashion_mnist) -> None:
     torch.manual_seed(0)
     cfg = ImageVQVAEConfig(hidden_channels=32, residual_channels=16, num_residual_blocks=1, latent_dim=16,
                            codebook_size=32, prior_dim=32, prior_layers=1, prior_heads=2, prior_dropout=0.0,
-                           bottleneck=bottleneck, kmeans_init=True, ema_decay=0.9)
+                           bottleneck=bottleneck, kmeans_init=True, codebook_decay=0.9)
     net = ImageVQVAE(cfg, (1, 28, 28))
     before = evaluate_images(net, images)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)

@@ -9,6 +9,8 @@ The fairseq model (:mod:`vqnat.models.image_vqvae`) wraps this module; the loss 
 :mod:`vqnat.criterions.image_bits` and :mod:`vqnat.modules.image_likelihood`.
 
 No ``from __future__ import annotations`` here: fairseq reads :class:`ImageVQVAEConfig`'s field types at run time.
+The field names must not repeat any fairseq option (fairseq flattens every config into one namespace: a model
+field named ``ema_decay`` silently took the value of fairseq's own ``--ema-decay``, 0.9999); a test checks this.
 """
 
 import math
@@ -41,10 +43,10 @@ class ImageVQVAEConfig:
     num_slices: int = field(default=1, metadata={"help": "H, codebook slices per latent vector (decomposed VQ)"})
     bottleneck: str = field(default="hard", metadata={"help": "EM flavour: hard (EMA k-means) or soft (sampled)"})
     num_samples: int = field(default=10, metadata={"help": "m, samples per latent for soft EM (paper: 10)"})
-    temperature: float = field(default=1.0, metadata={"help": "tau of soft EM's posterior softmax(-d / tau)"})
+    soft_temperature: float = field(default=1.0, metadata={"help": "tau of soft EM's posterior softmax(-d / tau)"})
     # 0.99 (van den Oord et al.) rather than the paper's 0.999: the codebook must keep up in short runs.
-    ema_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebook statistics"})
-    ema_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
+    codebook_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebook statistics"})
+    codebook_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the codebook's EMA counts"})
     commitment_beta: float = field(default=0.25, metadata={"help": "weight of the commitment loss"})
     kmeans_init: bool = field(default=False, metadata={"help": "initialise the codes by k-means on the first batch"})
     reseed_dead_codes: bool = field(default=False, metadata={"help": "move dead codes onto encoder outputs"})
@@ -90,7 +92,7 @@ class ImageVQVAE(nn.Module):
                                    cfg.num_downsamples, cfg.latent_dim)
         self.quantizer = VectorQuantizer(
             cfg.latent_dim, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
-            temperature=cfg.temperature, decay=cfg.ema_decay, eps=cfg.ema_eps, beta=cfg.commitment_beta,
+            temperature=cfg.soft_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.commitment_beta,
             num_slices=cfg.num_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes,
         )
         self.decoder = ConvDecoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
