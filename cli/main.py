@@ -10,7 +10,7 @@ import logging
 import typer
 
 import vqnat
-from cli import demo, image, prepare
+from cli import demo, image, prepare, serve
 from cli.evaluate import evaluate_app
 from cli.train import train_app
 
@@ -28,6 +28,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.command(name="sample")(image.sample)
 app.command(name="reconstruct")(image.reconstruct)
+app.command(name="serve")(serve.serve)
 
 
 def _version(value: bool) -> None:

@@ -34,3 +34,12 @@ def tiny_bible_bin(tmp_path_factory: pytest.TempPathFactory) -> TinyBible:
     prepared = prepare_bible(tmp_path_factory.mktemp("tiny_bible"), workers=1, **TINY_BIBLE)
     split = load_bible_split(**sizes)
     return TinyBible(prepared.root, prepared.data_bin, prepared.spm_model, split.train, split.valid, split.test)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny latent transformer and a tiny autoregressive teacher trained by fairseq on 120 real verse pairs of
+    Genesis (whitespace words), once per session (20-50 s). See tests/fixtures_fairseq.py."""
+    from tests.fixtures_fairseq import train_tiny_checkpoints
+
+    return train_tiny_checkpoints(tmp_path_factory.mktemp("tiny_checkpoints"))

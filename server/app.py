@@ -1,0 +1,306 @@
+"""The FastAPI translation service: ``create_app(settings)``. A thin layer over ``vqnat.inference.Translator``.
+
+Models load once, in the lifespan, onto ``app.state.models``; requests go through a dynamic batcher per model
+(:mod:`server.batching`), so the event loop never runs a model. Every error is a JSON body
+``{"error": code, "message": text}`` with a 4xx status (a 5xx only for a real server fault).
+
+Checkpoints are Python pickles: serve only checkpoints you trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import vqnat
+from server import metrics as metrics_module
+from server.batching import BatcherClosed
+from server.metrics import Metrics
+from server.schemas import (
+    BatchingInfo,
+    ErrorResponse,
+    LimitsInfo,
+    ModelInfo,
+    ModelsResponse,
+    StatusResponse,
+    TranslateRequest,
+    TranslateResponse,
+)
+from server.served import ServedModel, load_translators
+from server.settings import API_KEY_HEADER, Settings
+from vqnat.inference import Translator
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_CONTROL = {"\t", "\n", "\r"}  # read as spaces; any other control character is refused
+ENDPOINTS = ("/v1/translate", "/v1/models", "/health", "/ready", "/metrics", "/openapi.json", "/docs")
+
+
+class ApiError(StarletteHTTPException):
+    """An HTTP error with a short machine-readable code next to the message."""
+
+    def __init__(self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.code = code
+
+
+def _error(status: int, code: str, message: str, details: list[dict[str, object]] | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=code, message=message, details=details).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 422, 503)}
+
+
+# ---------------------------------------------------------------------------------------------- middleware
+class MetricsMiddleware:
+    """Counts every HTTP request by endpoint and status and times it (pure ASGI: sees the real status)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            path = scope.get("path", "")
+            endpoint = path if path in ENDPOINTS else "other"
+            self.metrics.observe_request(endpoint, scope.get("method", ""), status, time.perf_counter() - start)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with a JSON 413, by Content-Length or by counting a stream.
+
+    The body (small by construction) is read here and replayed to the app in one message.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        too_large = _error(413, "body_too_large", f"request body over {self.max_bytes} bytes (max_body_bytes)")
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _check_sentences(texts: list[str], settings: Settings) -> list[str]:
+    """Apply the request limits; return the sentences with tab/newline/CR read as spaces."""
+    if len(texts) > settings.max_sentences_per_request:
+        raise ApiError(413, "too_many_sentences",
+                       f"{len(texts)} sentences in one request; the limit is {settings.max_sentences_per_request} "
+                       "(max_sentences_per_request): split the request")
+    cleaned = []
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_chars_per_sentence:
+            raise ApiError(413, "sentence_too_long",
+                           f"sentence {i} has {len(text)} characters; the limit is "
+                           f"{settings.max_chars_per_sentence} (max_chars_per_sentence): split it")
+        for pos, char in enumerate(text):
+            if char not in ALLOWED_CONTROL and unicodedata.category(char) in ("Cc", "Cs"):
+                kind = "a lone surrogate" if unicodedata.category(char) == "Cs" else "the control character"
+                raise ApiError(422, "invalid_character",
+                               f"sentence {i} contains {kind} U+{ord(char):04X} at position {pos}; only tab, "
+                               "newline and carriage return are allowed among control characters")
+        cleaned.append(text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+    return cleaned
+
+
+# ---------------------------------------------------------------------------------------------- the app
+def create_app(settings: Settings, translators: Mapping[str, Translator] | None = None) -> FastAPI:
+    """The service for ``settings``. ``translators`` (name -> loaded Translator) skips loading checkpoints."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        loaded = dict(translators) if translators is not None else await asyncio.to_thread(load_translators,
+                                                                                           settings)
+        await asyncio.to_thread(_warm_up, loaded)
+        app.state.models = {name: ServedModel(name, t, settings, metrics) for name, t in loaded.items()}
+        app.state.ready = True
+        logger.info("serving %s on vqnat %s", ", ".join(app.state.models), vqnat.__version__)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await asyncio.gather(*(model.close() for model in app.state.models.values()))
+            logger.info("models closed")
+
+    app = FastAPI(title="vqnat translation service", version=vqnat.__version__, lifespan=lifespan,
+                  description="Non-autoregressive translation with vector-quantized latents, dynamically batched.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.models = {}
+    app.state.ready = False
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: counts the 413s too
+    _add_error_handlers(app)
+
+    api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                                  description="Required when the server was started with --api-key.")
+
+    async def require_api_key(key: str | None = Security(api_key_header)) -> None:
+        if settings.api_key is None:
+            return
+        if key is None or not secrets.compare_digest(key.encode(), settings.api_key.encode()):
+            raise ApiError(401, "unauthorized", f"missing or wrong {API_KEY_HEADER} header")
+
+    def served(request: Request) -> dict[str, ServedModel]:
+        if not request.app.state.ready:
+            raise ApiError(503, "not_ready", "the models are not loaded (starting or shutting down); retry")
+        return request.app.state.models
+
+    @app.post("/v1/translate", response_model=TranslateResponse, responses=ERRORS,
+              dependencies=[Depends(require_api_key)], summary="Translate a list of sentences")
+    async def translate(body: TranslateRequest,
+                        models: dict[str, ServedModel] = Depends(served)) -> TranslateResponse:
+        start = time.perf_counter()
+        name = body.model or ("nat" if "nat" in models else "teacher")
+        model = models.get(name)
+        if model is None:
+            raise ApiError(422, "model_not_loaded", f"model {name!r} is not loaded here; loaded: "
+                           f"{', '.join(sorted(models))} (see GET /v1/models)")
+        if body.beam is not None:
+            if model.kind != "autoregressive":
+                raise ApiError(422, "beam_not_supported", f"beam applies to the autoregressive teacher only, "
+                               f"not to {name!r} (it decodes in one parallel pass)")
+            if body.beam > settings.max_beam:
+                raise ApiError(422, "beam_too_large", f"beam={body.beam}; the limit is {settings.max_beam}")
+        texts = _check_sentences(body.text, settings)
+        try:
+            translations = await asyncio.wait_for(model.translate(texts, body.beam), settings.request_timeout_s)
+        except BatcherClosed as err:
+            raise ApiError(503, "shutting_down", f"{err}; retry on another instance") from err
+        except TimeoutError as err:
+            raise ApiError(503, "timeout", f"no translation within {settings.request_timeout_s:g} s: the server "
+                           "is overloaded; retry later") from err
+        except ValueError as err:  # the library refused the input
+            raise ApiError(422, "invalid_input", str(err)) from err
+        return TranslateResponse(translations=translations, model=name,
+                                 latency_ms=round((time.perf_counter() - start) * 1e3, 3))
+
+    @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS,
+             dependencies=[Depends(require_api_key)], summary="Loaded models and the server's settings")
+    async def list_models(models: dict[str, ServedModel] = Depends(served)) -> ModelsResponse:
+        return ModelsResponse(
+            models=[ModelInfo(**model.describe()) for model in models.values()],
+            default_model="nat" if "nat" in models else "teacher",
+            batching=BatchingInfo(max_batch_sentences=settings.max_batch_sentences,
+                                  max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms),
+            limits=LimitsInfo(max_sentences_per_request=settings.max_sentences_per_request,
+                              max_chars_per_sentence=settings.max_chars_per_sentence,
+                              max_body_bytes=settings.max_body_bytes))
+
+    @app.get("/health", response_model=StatusResponse, summary="Liveness: the process answers")
+    async def health() -> StatusResponse:
+        return StatusResponse(status="ok")
+
+    @app.get("/ready", response_model=StatusResponse, responses={503: {"model": ErrorResponse}},
+             summary="Readiness: the models are loaded")
+    async def ready(models: dict[str, ServedModel] = Depends(served)) -> StatusResponse:
+        return StatusResponse(status="ready", models=sorted(models))
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type=metrics_module.CONTENT_TYPE)
+
+    return app
+
+
+def _warm_up(translators: Mapping[str, Translator]) -> None:
+    """One throwaway translation per model, so the first request does not pay for lazy initialisation."""
+    for translator in translators.values():
+        translator.translate(["warm up"])
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for multi-worker uvicorn: the settings come from ``VQNAT_SERVER_SETTINGS`` (set by vqnat serve)."""
+    return create_app(Settings.from_env())
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = getattr(exc, "code", None) or HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
+        if exc.status_code == 400 and not hasattr(exc, "code"):  # FastAPI could not decode the body
+            code, message = "invalid_body", "the body could not be read as UTF-8 JSON"
+        return _error(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        details = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                    "type": str(e.get("type", ""))} for e in errors]
+        if any(e["type"] == "json_invalid" for e in details):
+            return _error(400, "invalid_json", "the body is not valid JSON", details)
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"][1:]) or "body"
+        message = f"{where}: {first['msg']}"
+        if first.get("type") == "model_attributes_type" and first["loc"] == ["body"]:
+            message = 'the body must be a JSON object like {"text": ["..."]} sent as Content-Type: application/json'
+        return _error(422, "invalid_request", message, details)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "the server failed on this request; it has been logged")
