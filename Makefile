@@ -43,11 +43,11 @@ demo: install
 	$(VENV)/bin/vqnat demo
 
 test: install
-	$(VENV)/bin/ruff check vqnat cli server tests benchmarks
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check vqnat cli server tests benchmarks
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes
 
 bench: install
 	$(PY) benchmarks/bench_quantizer.py

@@ -10,7 +10,7 @@ import logging
 import typer
 
 import vqnat
-from cli import demo, image, prepare, serve
+from cli import demo, image, prepare, serve, translation
 from cli.evaluate import evaluate_app
 from cli.train import train_app
 
@@ -26,6 +26,9 @@ app.command(name="demo")(demo.demo)
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.command(name="distill")(translation.distill)
+app.command(name="translate")(translation.translate)
+app.command(name="bench")(translation.bench)
 app.command(name="sample")(image.sample)
 app.command(name="reconstruct")(image.reconstruct)
 app.command(name="serve")(serve.serve)
@@ -44,7 +47,7 @@ def root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
 ) -> None:
     """vqnat: fast non-autoregressive translation with vector-quantized latents (Roy et al. 2018)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, force=True,
                         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
 
 

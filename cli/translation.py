@@ -166,13 +166,15 @@ def evaluate_translation(
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only)."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
+    device: str = DEVICE,
 ) -> None:
     """sacreBLEU and chrF (with signatures) of a checkpoint on a prepared split.
 
     Example: vqnat evaluate translation --model work/teacher/checkpoint_best.pt --data work/bible --beam 4
     """
+    _check_device(device)
     result = evaluate_checkpoint(model, data, split=split, batch_size=batch_size,
-                                 options=DecodingOptions(beam=beam))
+                                 options=DecodingOptions(beam=beam), device=device)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     typer.echo(text)
     if json_out:

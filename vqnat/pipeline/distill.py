@@ -29,7 +29,8 @@ def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: 
     out = run_fairseq("generate", [
         str(folder.data_bin), "--path", str(teacher), "--gen-subset", split, "--beam", str(beam), "--nbest", "1",
         "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1", "--max-len-a", "1.2",
-        "--max-len-b", "10", "--num-workers", "0", *(["--cpu"] if cpu else [])], log_path=log_path)
+        "--max-len-b", "10", "--num-workers", "0", "--scoring", "sacrebleu", *(["--cpu"] if cpu else [])],
+        log_path=log_path)
     found = {int(i): text for i, text in _HYPOTHESIS.findall(out)}
     expected = int(folder.manifest["sizes"][split])
     missing = [i for i in range(expected) if i not in found]

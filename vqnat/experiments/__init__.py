@@ -1,1 +1,0 @@
-"""Small, self-contained experiments that the CLI runs (demo, comparisons)."""
