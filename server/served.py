@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from server.batching import MicroBatcher
+from server.batching import BatcherClosed, MicroBatcher
 from server.metrics import Metrics
 from server.settings import Settings
 from vqnat.inference import Translator
@@ -31,6 +31,7 @@ class ServedModel:
         self._translators: dict[int | None, Translator] = {self.default_beam: translator}
         self._batchers: dict[int | None, MicroBatcher] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vqnat-{name}")
+        self._closed = False
 
     @property
     def kind(self) -> str:
@@ -44,9 +45,12 @@ class ServedModel:
 
     async def translate(self, texts: Sequence[str], beam: int | None = None) -> list[str]:
         """Translate through the batcher of this beam (``None``: the default)."""
+        if self._closed:
+            raise BatcherClosed(f"model {self.name!r} is shutting down")
         return await self._batcher(beam if beam is not None else self.default_beam).submit(texts)
 
     async def close(self) -> None:
+        self._closed = True
         for batcher in self._batchers.values():
             await batcher.close(timeout_s=self.settings.request_timeout_s)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -33,8 +33,11 @@ def run_fairseq(tool: str, *args: str) -> str:
 
 def run_fairseq_parallel(commands: list[tuple[str, list[str]]]) -> list[str]:
     """Several fairseq commands side by side (their start-up is mostly imports); the outputs, in order."""
+    env = trusted_checkpoint_env()
+    if len(commands) > 1:  # side by side: one torch thread each, not every core each
+        env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", f"fairseq_cli.{tool}", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=trusted_checkpoint_env())
+                              stderr=subprocess.PIPE, text=True, env=env)
              for tool, args in commands]
     outputs = []
     for (tool, _), proc in zip(commands, procs, strict=True):

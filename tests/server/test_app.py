@@ -189,3 +189,10 @@ def test_api_key_protects_v1_but_not_probes(make_client):
     assert client.post("/v1/translate", json={"text": ["a"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+
+
+def test_requests_after_the_models_closed_get_503(client):
+    models = client.app.state.models
+    for model in models.values():
+        client.portal.call(model.close)
+    assert_error(client.post("/v1/translate", json={"text": JOHN[:1]}), 503, "shutting_down", "retry")

@@ -32,8 +32,10 @@ def test_schema_lists_every_operation(api_schema):
     assert found == {(method, path) for method, path, _ in OPERATIONS}
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-@pytest.mark.parametrize(("method", "path", "examples"), OPERATIONS)
+@pytest.mark.parametrize(("method", "path", "examples", "mode"), [
+    *[(method, path, examples, GenerationMode.POSITIVE) for method, path, examples in OPERATIONS],
+    ("POST", "/v1/translate", 80, GenerationMode.NEGATIVE),  # the only operation with inputs to break
+])
 def test_no_input_gets_a_server_error(api_schema, method, path, examples, mode):
     operation = api_schema[path][method]
     statuses = []
