@@ -153,7 +153,7 @@ class Translator:
             ids = torch.cat([ids[: self.max_source_positions - 1], ids[-1:]])
         return ids
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate_ids(self, batch: list[Tensor]) -> list[str]:
         """One model batch of encoded sources -> detokenized translations, in the same order."""
         from fairseq.data import data_utils

@@ -147,6 +147,10 @@ class LatentTransformerModel(BaseFairseqModel):
         self.prior_embed = nn.Embedding(h * (k + 1), d)
         self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, p, causal=True)
         self.prior_out = nn.Linear(d, h * k)
+        # Sinusoids computed once (not saved): positions index this table instead of recomputing sin/cos per call.
+        longest_target = math.ceil(cfg.max_source_positions * cfg.length_ratio + cfg.length_offset) + self.factor
+        table_size = max(cfg.max_source_positions, cfg.max_target_positions, longest_target) + 1
+        self.register_buffer("position_table", sinusoidal_table(torch.arange(table_size), d), persistent=False)
         self.num_updates = 0
 
     # ------------------------------------------------------------------ fairseq plumbing
@@ -206,8 +210,7 @@ class LatentTransformerModel(BaseFairseqModel):
         inputs = torch.cat([bos, codes[:, :-1]], dim=1)  # (B, L, H)
         offsets = torch.arange(h, device=codes.device) * (k + 1)
         x = self.prior_embed(inputs + offsets).sum(2)  # (B, L, H, D) -> (B, L, D)
-        positions = torch.arange(length, device=codes.device).expand(b, length)
-        x = self.dropout(x + sinusoidal_table(positions, x.shape[-1]))
+        x = self.dropout(x + self.position_table[:length].unsqueeze(0))
         y = self.prior(x, None, enc, enc_pad)  # (B, L, D)
         return self.prior_out(y).view(b, length, h, k)  # (B, L, H, K)
 
@@ -256,7 +259,7 @@ class LatentTransformerModel(BaseFairseqModel):
         return torch.rand(x.shape[:2], device=x.device).lt(p).unsqueeze(-1)  # (B, T', 1)
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate(self, src_tokens: Tensor, src_lengths: Tensor) -> Translation:
         """Greedy prior decoding of the latents, then one parallel decoder pass.
 
@@ -291,7 +294,11 @@ class LatentTransformerModel(BaseFairseqModel):
         return codes
 
     def _positions(self, nonpad: Tensor) -> Tensor:
-        return sinusoidal_table(positions_from_mask(nonpad), self.cfg.embed_dim)  # (B, T, D)
+        positions = positions_from_mask(nonpad)  # (B, T)
+        if int(positions.max()) >= len(self.position_table):
+            raise ValueError(f"sequence of {int(positions.max()) + 1} positions is longer than "
+                             f"max_target_positions={self.cfg.max_target_positions}")
+        return self.position_table[positions]  # (B, T, D)
 
 
 def _length_mask(lengths: Tensor, max_length: int) -> Tensor:
