@@ -11,10 +11,14 @@ soft EM) of vectors ``z[n]``::
     c~_k   = (c_k + eps) / (N + K eps) * N                           (Laplace smoothing)
     e_k    = s_k / c~_k                                              (codebook)
 
-With decay = 0 and eps = 0 this is exactly one Lloyd (k-means) step; an empty cluster keeps its code.
+With decay = 0 and eps = 0 this is exactly one Lloyd (k-means) step; a code that has never been assigned
+anything keeps its position.
 
-The statistics start at ``c_k = 1`` and ``s_k = e_k`` (as if each code had been assigned itself once), so a code
-that receives nothing keeps its position instead of being divided by a near-zero count and thrown far away.
+The statistics start at zero, as in tensor2tensor: the ratio of two EMAs that start at zero is free of their
+start-up bias, so from the first step a code sits at the (decayed) mean of what was assigned to it. (A pseudo-count
+at start would anchor codes to their random initial positions for about 1 / (1 - decay) steps.) For the same
+reason, code usage is judged on the bias-corrected count ``c_k / (1 - decay^t)`` after t updates: a code is dead
+when that falls below ``dead_code_threshold`` vectors per step.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class EMACodebook(nn.Module):
     """H codebooks of K codes of size Dh, updated by exponential moving averages (never by gradients).
 
     Buffers (saved in ``state_dict`` and moved by ``.to()``):
-        embedding ``[H, K, Dh]``, ema_count ``[H, K]``, ema_sum ``[H, K, Dh]``, initialized ``[]`` (bool).
+        embedding ``[H, K, Dh]``, ema_count ``[H, K]``, ema_sum ``[H, K, Dh]``, num_updates ``[]`` (long),
+        initialized ``[]`` (bool).
     """
 
     def __init__(
@@ -80,8 +85,9 @@ class EMACodebook(nn.Module):
         self.reseed_dead_codes = reseed_dead_codes
         embedding = torch.randn(num_slices, codebook_size, slice_dim)
         self.register_buffer("embedding", embedding)
-        self.register_buffer("ema_count", torch.ones(num_slices, codebook_size))
-        self.register_buffer("ema_sum", embedding.clone())
+        self.register_buffer("ema_count", torch.zeros(num_slices, codebook_size))
+        self.register_buffer("ema_sum", torch.zeros(num_slices, codebook_size, slice_dim))
+        self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         # Without k-means initialisation the random codes are ready at once.
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
 
@@ -146,15 +152,25 @@ class EMACodebook(nn.Module):
         smoothed = (self.ema_count + self.eps) / (total + self.codebook_size * self.eps) * total  # (H, K)
         smoothed = smoothed.unsqueeze(-1)  # (H, K, 1)
         new_embedding = self.ema_sum / smoothed.clamp_min(1e-30)
-        self.embedding.copy_(torch.where(smoothed > 0, new_embedding, self.embedding))
+        used = self.ema_count.unsqueeze(-1) > 0  # never-assigned codes keep their position
+        self.embedding.copy_(torch.where(used & (smoothed > 0), new_embedding, self.embedding))
+        self.num_updates += 1
+
+    def usage(self) -> Tensor:
+        """``[H, K]`` bias-corrected EMA count: about how many vectors per step each code receives (0 before any
+        update)."""
+        steps = int(self.num_updates)
+        if steps == 0:
+            return torch.zeros_like(self.ema_count)
+        return self.ema_count / (1.0 - self.decay**steps)
 
     def dead_fraction(self) -> Tensor:
-        return dead_code_fraction(self.ema_count, self.dead_code_threshold)
+        return dead_code_fraction(self.usage(), self.dead_code_threshold)
 
     @torch.no_grad()
     def _reseed_dead(self, z: Tensor) -> None:
         """Move codes whose EMA count fell below the threshold onto random encoder vectors of this batch."""
-        dead = self.ema_count < self.dead_code_threshold  # (H, K)
+        dead = self.usage() < self.dead_code_threshold  # (H, K)
         if not bool(dead.any()):
             return
         n = z.shape[0]
@@ -162,10 +178,12 @@ class EMACodebook(nn.Module):
         candidates = z[picks, torch.arange(self.num_slices, device=z.device).unsqueeze(1)]  # (H, K, Dh)
         if _distributed():
             dist.broadcast(candidates, src=0)  # the same replacements on every worker
+        # A reseeded code starts just alive: usage = threshold, its EMA mean at the candidate.
+        count = self.dead_code_threshold * (1.0 - self.decay ** int(self.num_updates))
         mask = dead.unsqueeze(-1)
         self.embedding.copy_(torch.where(mask, candidates, self.embedding))
-        self.ema_sum.copy_(torch.where(mask, candidates, self.ema_sum))
-        self.ema_count.masked_fill_(dead, 1.0)
+        self.ema_sum.copy_(torch.where(mask, candidates * count, self.ema_sum))
+        self.ema_count.masked_fill_(dead, count)
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
@@ -188,8 +206,8 @@ class EMACodebook(nn.Module):
         if _distributed():
             dist.broadcast(embedding, src=0)
         self.embedding.copy_(embedding)
-        self.ema_sum.copy_(embedding)
-        self.ema_count.fill_(1.0)
+        self.ema_sum.zero_()
+        self.ema_count.zero_()
         self.initialized.fill_(True)
 
 
