@@ -60,7 +60,7 @@ def serve(
                         max_beam=max_beam, host=host, port=port, max_batch_sentences=max_batch_sentences,
                         max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                         max_sentences_per_request=max_sentences, max_chars_per_sentence=max_chars,
-                        max_body_bytes=max_body_bytes, request_timeout_s=request_timeout, api_key=api_key,
+                        max_body_bytes=max_body_bytes, request_timeout_s=request_timeout, api_key=api_key or None,
                         torch_threads=threads)
     translators = load_translators(settings)  # fails here, with one line, on a bad checkpoint
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -96,6 +96,10 @@ def load_translators(settings: Settings) -> dict[str, Translator]:
                                          options=DecodingOptions(beam=settings.teacher_beam))
         except ValueError as err:
             raise ValueError(f"--{name}: {err}") from err
+        except RuntimeError as err:  # e.g. a state dict from another version of the model
+            first = str(err).strip().splitlines()
+            raise ValueError(f"--{name}: {path} does not fit this version of the model: "
+                             f"{' '.join(line.strip() for line in first[:2])}") from err
         expected = "nat" if name == "nat" else "autoregressive"
         if translator.kind != expected:
             raise ValueError(f"--{name}: {path} holds a {translator.kind!r} model, expected {expected!r}")
