@@ -68,7 +68,14 @@ def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device
     overrides = {"data": str(data_dir)} if data_dir else None
     with warnings.catch_warnings():  # torch warns that the variable set just above is set
         warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-        models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+        try:
+            models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+        except RuntimeError as err:
+            if "state_dict" not in str(err):
+                raise
+            first = str(err).strip().splitlines()[-1].strip()
+            raise ValueError(f"{path} does not match this version of the model ({first}); retrain it with this "
+                             "version of vqnat") from err
     model = models[0]
     if not isinstance(model, ImageVQVAEModel):
         raise ValueError(f"{path} holds a {type(model).__name__}, not an image VQ-VAE (vqnat_image_vqvae)")

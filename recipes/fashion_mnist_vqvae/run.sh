@@ -4,16 +4,16 @@
 # Each run: vqnat_image_vqvae_tiny (7x7 latents, K = 64, D = 16), UPDATES Adam updates of 64 images (lr 1e-3),
 # one thread; then bits/dim and codebook usage on the 10k test images, 36 samples from the latent prior and 16
 # test reconstructions. Runs alternate hard/soft so that a busy machine slows both alike.
-# Takes about 25 CPU minutes with the defaults (4 runs); results/image_vqvae_fashion_mnist.json and PNGs.
+# Takes about 20 CPU minutes with the defaults (4 runs); results/image_vqvae_fashion_mnist.json and PNGs.
 #
-#   recipes/fashion_mnist_vqvae/run.sh                      # defaults: 800 updates, seeds 1 2
+#   recipes/fashion_mnist_vqvae/run.sh                      # defaults: 600 updates, seeds 1 2
 #   UPDATES=300 SEEDS=1 recipes/fashion_mnist_vqvae/run.sh  # a quick look
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 VQNAT=.venv/bin/vqnat
 OUT=${OUT:-work/fashion_mnist_vqvae}
-UPDATES=${UPDATES:-800}
+UPDATES=${UPDATES:-600}
 SEEDS=${SEEDS:-"1 2"}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 

@@ -83,10 +83,12 @@ def test_train_image_cli_on_the_cifar10_format(cifar10_dir: Path, tmp_path: Path
     save_dir = tmp_path / "cifar"
     result = runner.invoke(app, ["train", "image", "--dataset", "cifar10", "--data-dir", str(cifar10_dir),
                                  "-o", str(save_dir), "--max-update", "2", "--batch-size", "7",
-                                 "--threads", "1", "--bottleneck", "hard", "--max-eval-images", "0"])
+                                 "--threads", "1", "--bottleneck", "hard", "--max-eval-images", "0",
+                                 "--clip-norm", "0.5"])  # not a vqnat option: passed through to fairseq-train
     assert result.exit_code == 0, result.output
     stats = json.loads((save_dir / "train_stats.json").read_text())
     assert stats["returncode"] == 0 and stats["wall_s"] > 0 and "vqnat_image_vqvae_tiny" in stats["argv"]
+    assert stats["argv"][-2:] == ["--clip-norm", "0.5"]
     result = runner.invoke(app, ["evaluate", "image", "-c", str(save_dir / "checkpoint_last.pt")])
     assert result.exit_code == 0, result.output
     assert "cifar10 test (5 images), hard EM" in result.output
