@@ -165,6 +165,9 @@ class EMACodebook(nn.Module):
         return self.ema_count / (1.0 - self.decay**steps)
 
     def dead_fraction(self) -> Tensor:
+        """Fraction of codes whose usage is below the threshold; 0 before the first update (nothing judged yet)."""
+        if int(self.num_updates) == 0:
+            return torch.zeros((), device=self.ema_count.device)
         return dead_code_fraction(self.usage(), self.dead_code_threshold)
 
     @torch.no_grad()
