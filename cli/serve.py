@@ -72,4 +72,7 @@ def serve(
     else:
         del translators  # each worker process loads its own copy
         os.environ[ENV_VAR] = settings.to_env()
-        uvicorn.run("server.app:create_app_from_env", factory=True, workers=workers, **common)
+        # each spawned worker re-imports this CLI (torch, fairseq) before it can answer uvicorn's health pings:
+        # give it time, or the supervisor kills and restarts it forever
+        uvicorn.run("server.app:create_app_from_env", factory=True, workers=workers, timeout_worker_healthcheck=120,
+                    **common)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
-import unicodedata
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -45,7 +45,9 @@ from vqnat.inference import Translator
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_CONTROL = {"\t", "\n", "\r"}  # read as spaces; any other control character is refused
+# Unicode categories Cc (C0, DEL, C1) and Cs (lone surrogates, which JSON can carry) but tab, newline and CR
+FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+WHITESPACE_CONTROLS = re.compile("[\t\n\r]")  # read as spaces
 ENDPOINTS = ("/v1/translate", "/v1/models", "/health", "/ready", "/metrics", "/openapi.json", "/docs")
 
 
@@ -149,13 +151,14 @@ def _check_sentences(texts: list[str], settings: Settings) -> list[str]:
             raise ApiError(413, "sentence_too_long",
                            f"sentence {i} has {len(text)} characters; the limit is "
                            f"{settings.max_chars_per_sentence} (max_chars_per_sentence): split it")
-        for pos, char in enumerate(text):
-            if char not in ALLOWED_CONTROL and unicodedata.category(char) in ("Cc", "Cs"):
-                kind = "a lone surrogate" if unicodedata.category(char) == "Cs" else "the control character"
-                raise ApiError(422, "invalid_character",
-                               f"sentence {i} contains {kind} U+{ord(char):04X} at position {pos}; only tab, "
-                               "newline and carriage return are allowed among control characters")
-        cleaned.append(text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+        bad = FORBIDDEN_CHARS.search(text)
+        if bad is not None:
+            char = bad.group()
+            kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "the control character"
+            raise ApiError(422, "invalid_character",
+                           f"sentence {i} contains {kind} U+{ord(char):04X} at position {bad.start()}; only tab, "
+                           "newline and carriage return are allowed among control characters")
+        cleaned.append(WHITESPACE_CONTROLS.sub(" ", text))
     return cleaned
 
 
@@ -202,7 +205,7 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
         if key is None or not secrets.compare_digest(key.encode(), settings.api_key.encode()):
             raise ApiError(401, "unauthorized", f"missing or wrong {API_KEY_HEADER} header")
 
-    def served(request: Request) -> dict[str, ServedModel]:
+    async def served(request: Request) -> dict[str, ServedModel]:  # async: no thread-pool hop per request
         if not request.app.state.ready:
             raise ApiError(503, "not_ready", "the models are not loaded (starting or shutting down); retry")
         return request.app.state.models
