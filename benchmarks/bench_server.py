@@ -102,27 +102,27 @@ async def load(base: str, model: str, sentences: list[str], clients: int, reques
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
         latencies: list[float] = []
-        errors = 0
+        errors: dict[str, int] = {}  # kind -> count
 
         async def client(jobs) -> None:
-            nonlocal errors
             for i in jobs:
                 start = time.perf_counter()
                 try:
                     response = await http.post("/v1/translate",
                                                json={"text": [sentences[i % len(sentences)]], "model": model})
                     ok = response.status_code == 200 and len(response.json()["translations"]) == 1
-                except httpx.HTTPError:
-                    ok = False
+                    kind = f"HTTP {response.status_code}"
+                except httpx.HTTPError as err:
+                    ok, kind = False, type(err).__name__
                 if ok:
                     latencies.append(time.perf_counter() - start)
                 else:
-                    errors += 1
+                    errors[kind] = errors.get(kind, 0) + 1
 
         warm = iter(range(warmup))
         await asyncio.gather(*(client(warm) for _ in range(clients)))
         latencies.clear()
-        errors = 0
+        errors.clear()
         before = (await http.get("/metrics")).text
         jobs = iter(range(warmup, warmup + requests))  # one shared iterator: each client takes the next request
         start = time.perf_counter()
@@ -135,7 +135,8 @@ async def load(base: str, model: str, sentences: list[str], clients: int, reques
                   - _metric(before, f'vqnat_sentences_translated_total{{model="{model}"}}'))
     ordered = sorted(latencies)
     return {
-        "requests": requests, "ok": len(latencies), "errors": errors, "seconds": round(wall, 3),
+        "requests": requests, "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": errors,
+        "seconds": round(wall, 3),
         "sentences_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(statistics.median(ordered) * 1e3, 2) if ordered else None,
         "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3, 2) if ordered else None,
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_server.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request would load the client
 
     with tempfile.TemporaryDirectory(prefix="bench_server_") as tmp:
         if args.tiny:

@@ -39,6 +39,8 @@ def serve(
     api_key: str | None = typer.Option(None, envvar="VQNAT_API_KEY", help="When set, /v1/* require this key in "
                                        "the X-API-Key header (or set VQNAT_API_KEY)."),
     threads: int | None = typer.Option(None, min=1, help="torch threads per worker (default: torch's choice)."),
+    gil_switch_ms: float = typer.Option(1.0, min=0.01, help="Python's GIL switch interval while serving (the "
+                                        "interpreter's default is 5): lower lets requests in during model calls."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve translations over HTTP: POST /v1/translate, GET /v1/models, /health, /ready, /metrics.
@@ -61,7 +63,7 @@ def serve(
                         max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                         max_sentences_per_request=max_sentences, max_chars_per_sentence=max_chars,
                         max_body_bytes=max_body_bytes, request_timeout_s=request_timeout, api_key=api_key or None,
-                        torch_threads=threads)
+                        torch_threads=threads, gil_switch_interval_ms=gil_switch_ms)
     translators = load_translators(settings)  # fails here, with one line, on a bad checkpoint
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the service is reachable from other machines%s", host,

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -173,6 +174,9 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
             import torch
 
             torch.set_num_threads(settings.torch_threads)
+        switch_interval = sys.getswitchinterval()
+        if settings.gil_switch_interval_ms is not None:
+            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         loaded = dict(translators) if translators is not None else await asyncio.to_thread(load_translators,
                                                                                            settings)
         await asyncio.to_thread(_warm_up, loaded)
@@ -184,6 +188,7 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
         finally:
             app.state.ready = False
             await asyncio.gather(*(model.close() for model in app.state.models.values()))
+            sys.setswitchinterval(switch_interval)
             logger.info("models closed")
 
     app = FastAPI(title="vqnat translation service", version=vqnat.__version__, lifespan=lifespan,

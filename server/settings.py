@@ -40,6 +40,9 @@ class Settings:
     request_timeout_s: float = 60.0  # a request still waiting for its batch after this gets a 503
     api_key: str | None = None  # when set, /v1/* need the X-API-Key header
     torch_threads: int | None = None  # torch intra-op threads per process; None: torch's default
+    # Python's GIL switch interval while serving (default 5 ms). A small model's forward pass is mostly Python
+    # holding the GIL; a shorter interval lets the event loop take in requests (and so fill batches) meanwhile.
+    gil_switch_interval_ms: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.nat is None and self.teacher is None:
@@ -52,6 +55,8 @@ class Settings:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if self.teacher_beam > self.max_beam:
             raise ValueError(f"teacher_beam={self.teacher_beam} exceeds max_beam={self.max_beam}")
+        if self.gil_switch_interval_ms is not None and self.gil_switch_interval_ms <= 0:
+            raise ValueError(f"gil_switch_interval_ms must be > 0, got {self.gil_switch_interval_ms}")
         if self.request_timeout_s <= 0:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
 

@@ -196,3 +196,18 @@ def test_requests_after_the_models_closed_get_503(client):
     for model in models.values():
         client.portal.call(model.close)
     assert_error(client.post("/v1/translate", json={"text": JOHN[:1]}), 503, "shutting_down", "retry")
+
+
+def test_gil_switch_interval_is_set_while_serving_and_restored(base_settings, translators):
+    import dataclasses
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    before = sys.getswitchinterval()
+    settings = dataclasses.replace(base_settings, gil_switch_interval_ms=0.5)
+    with TestClient(create_app(settings, translators)):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == before
