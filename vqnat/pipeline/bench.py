@@ -1,6 +1,6 @@
 """Latency comparison of the latent transformer against its autoregressive teacher, in one process.
 
-Every system translates the same sentences on the same machine with the same number of threads:
+Every system translates the same sentences on the same machine with the same number of threads, interleaved:
 - batch 1: one sentence per call; per-sentence latency median and p90 (ms);
 - large batch: all sentences, ``large_batch`` per call (sorted by length); sentences per second;
 - BLEU / chrF of the large-batch outputs.
@@ -10,6 +10,7 @@ Speedups are ratios to the teacher's greedy decoding. Each system is warmed up b
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -38,46 +39,52 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def time_system(translator: Translator, sources: list[str], references: list[str], large_batch: int,
-                warmup: int = 5, progress: Callable[[str], None] | None = None) -> dict[str, object]:
-    """Batch-1 latencies and large-batch throughput of one loaded system on the same sentences."""
-    for sentence in sources[:warmup]:
-        translator.translate([sentence])
-    latencies = []
-    for sentence in sources:
-        start = time.perf_counter()
-        translator.translate([sentence])
-        latencies.append((time.perf_counter() - start) * 1e3)
-    start = time.perf_counter()
-    hypotheses = translator.translate(sources, batch_size=large_batch)
-    seconds = time.perf_counter() - start
-    quality = score(hypotheses, references)
-    result = {"batch1_median_ms": round(statistics.median(latencies), 2),
-              "batch1_p90_ms": round(percentile(latencies, 90), 2),
-              "large_batch_sentences_per_s": round(len(sources) / seconds, 1),
-              "large_batch_seconds": round(seconds, 2), "bleu": quality.bleu, "chrf": quality.chrf,
-              "parameters": translator.describe()["parameters"]}
-    if progress:
-        progress(f"{result}")
-    return result
-
-
 def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "test", limit: int | None = None,
-              large_batch: int = 128, threads: int = 2, baseline: str = "teacher greedy",
+              large_batch: int = 128, threads: int = 2, baseline: str = "teacher greedy", warmup: int = 5,
               progress: Callable[[str], None] | None = None) -> dict[str, object]:
-    """Time every system; ``baseline`` names the system speedups are relative to."""
+    """Time every system on the same sentences; ``baseline`` names the system speedups are relative to.
+
+    Systems are interleaved (each sentence is translated by every system in turn, and the large-batch runs
+    alternate), so a change in machine load affects all of them alike rather than whichever ran at that moment.
+    """
     folder = open_prepared(prepared)
     sources, references = folder.read_raw(split, "src"), folder.read_raw(split, "tgt")
     if limit:
         sources, references = sources[:limit], references[:limit]
     torch.set_num_threads(threads)
+    translators = {}
+    for system in systems:
+        translators[system.name] = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options)
+        for sentence in sources[:warmup]:
+            translators[system.name].translate([sentence])
+    if progress:
+        progress(f"timing {', '.join(translators)} on {len(sources)} {split} sentences, batch 1")
+    latencies: dict[str, list[float]] = {name: [] for name in translators}
+    for sentence in sources:
+        for name, translator in translators.items():
+            start = time.perf_counter()
+            translator.translate([sentence])
+            latencies[name].append((time.perf_counter() - start) * 1e3)
+    if progress:
+        progress(f"large batches of {large_batch}")
+    seconds: dict[str, list[float]] = {name: [] for name in translators}
+    hypotheses: dict[str, list[str]] = {}
+    for _ in range(2):  # best of two alternating runs
+        for name, translator in translators.items():
+            start = time.perf_counter()
+            hypotheses[name] = translator.translate(sources, batch_size=large_batch)
+            seconds[name].append(time.perf_counter() - start)
     results: dict[str, dict[str, object]] = {}
     for system in systems:
-        translator = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options)
-        if progress:
-            progress(f"timing {system.name} ({translator.kind}, {system.checkpoint}) on {len(sources)} sentences")
-        results[system.name] = {"checkpoint": str(system.checkpoint), "kind": translator.kind,
-                                **time_system(translator, sources, references, large_batch, progress=progress)}
+        name = system.name
+        quality = score(hypotheses[name], references)
+        best = min(seconds[name])
+        results[name] = {"checkpoint": str(system.checkpoint), "kind": translators[name].kind,
+                         "beam": system.options.beam, "parameters": translators[name].describe()["parameters"],
+                         "batch1_median_ms": round(statistics.median(latencies[name]), 2),
+                         "batch1_p90_ms": round(percentile(latencies[name], 90), 2),
+                         "large_batch_sentences_per_s": round(len(sources) / best, 1),
+                         "large_batch_seconds": round(best, 2), "bleu": quality.bleu, "chrf": quality.chrf}
     if baseline in results:
         base = results[baseline]
         for row in results.values():
@@ -86,7 +93,15 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
                                                2)
             row["bleu_delta"] = round(row["bleu"] - base["bleu"], 2)
     return {"split": split, "sentences": len(sources), "large_batch": large_batch, "threads": threads,
-            "baseline": baseline, "machine": machine_record(), "systems": results}
+            "baseline": baseline, "bleu_signature": quality.bleu_signature, "machine": machine_record(),
+            "load_average": _load_average(), "systems": results}
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def format_table(report: dict[str, object]) -> str:
