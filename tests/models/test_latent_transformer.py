@@ -112,3 +112,25 @@ def test_overfits_real_pairs_and_prior_learns_the_latents(real_pairs, word_dict,
         words = [word_dict[int(t)] for t in out.tokens[b, : int(out.lengths[b]) - 1]]
         overlap = sum(w == g for w, g in zip(words, german.split(), strict=False)) / len(german.split())
         assert overlap > 0.8, (" ".join(words), german)
+
+
+def test_decoder_gold_mix_decays_to_zero_and_is_off_at_inference(word_dict):
+    model = tiny_model(word_dict, decoder_gold_mix_updates=100)
+    probabilities = []
+    for updates in (0, 50, 100, 200):
+        model.set_num_updates(updates)
+        probabilities.append(model._gold_mix_probability())
+    assert probabilities == [1.0, 0.5, 0.0, 0.0]
+    model.set_num_updates(0)
+    x, gold = torch.zeros(2, 16, 32), torch.ones(2, 16, 32)
+    latents = torch.zeros(2, 2, 32)
+    enc, pad = model.encode(torch.tensor([[5, 6, word_dict.eos()]] * 2))
+    # Probability 1: every decoder input is the gold embedding, so the latents cannot matter.
+    model.eval()
+    a = model.decode(latents, torch.tensor([16, 16]), enc, pad, gold=gold)
+    b = model.decode(latents + 5.0, torch.tensor([16, 16]), enc, pad, gold=gold)
+    torch.testing.assert_close(a, b)
+    assert model._gold_mix_mask(x).all()
+    # translate() never passes gold embeddings: off at inference.
+    out = model.translate(torch.tensor([[5, 6, word_dict.eos()]]), torch.tensor([3]))
+    assert out.tokens.shape[0] == 1
