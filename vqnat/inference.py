@@ -113,7 +113,12 @@ class Translator:
 
         task = tasks.setup_task(cfg.task)
         model = task.build_model(cfg.model)
-        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+        try:
+            model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+        except RuntimeError as err:  # missing/unexpected/mis-shaped weights
+            first = str(err).strip().splitlines()[-1].strip()
+            raise ValueError(f"{path} does not match this version of {type(model).__name__} "
+                             f"(another architecture or vqnat version?): {first}") from err
         if not isinstance(model, FairseqEncoderDecoderModel) and not hasattr(model, "translate"):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a translation model")
         if tokenizer is None:

@@ -138,5 +138,13 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
         Translator.load(junk)
     with pytest.raises(ValueError, match="does not exist here"):
         Translator.load(trained[1], data_dir=tmp_path / "nowhere")
+    import torch
+
+    state = torch.load(trained[1], weights_only=False)
+    del state["model"]["bottleneck.codebook.num_updates"]  # as written by an older vqnat
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    with pytest.raises(ValueError, match="does not match this version"):
+        Translator.load(old)
     with pytest.raises(ValueError, match="list of sentences"):
         Translator.load(trained[1]).translate("a single string")
