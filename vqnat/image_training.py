@@ -72,6 +72,11 @@ def image_train_argv(opts: ImageTrainOptions) -> list[str]:
         raise ValueError(f"bottleneck must be 'hard' or 'soft', got {opts.bottleneck!r}")
     if opts.max_update < 1 or opts.batch_size < 1:
         raise ValueError("max_update and batch_size must be >= 1")
+    if not opts.cpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--gpu asks for CUDA, but torch sees no CUDA device here: train without --gpu")
     data_dir = resolve_data_dir(opts.dataset, opts.data_dir)
     load_image_dataset(opts.dataset, data_dir)  # fail here, in one line, rather than deep inside fairseq-train
     argv = [

@@ -86,8 +86,8 @@ def main() -> None:
                    "bpd: uniform prior over codes (49 * log2 64 / 784 = 0.375 bits/dim); prior_bpd: the learned "
                    "prior",
             "perplexity": "exp(entropy) of code usage over the 10k test images (1..64)",
-            "dead_fraction": "codes whose EMA count is below 0.01 at the end of training (EMA counts start at 1 "
-                             "and decay by 0.99 per update, so a never-used code is dead after ~460 updates)",
+            "dead_fraction": "codes whose bias-corrected EMA usage is below 0.01 vectors per update at the end "
+                             "of training (vqnat.quantization.EMACodebook.dead_fraction)",
             "unused_fraction": "codes never chosen on the test split",
             "time": "train_wall_s / train_cpu_s of fairseq-train, incl. start-up and validation on 1000 images; "
                     "the machine was shared (2 cores), so wall time is noisy and CPU time is the fairer figure",

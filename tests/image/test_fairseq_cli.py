@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -98,6 +99,8 @@ def test_train_image_cli_on_the_cifar10_format(cifar10_dir: Path, tmp_path: Path
     (["train", "image", "--dataset", "cifar10", "-o", "x"], "cifar-10-batches-py"),
     (["train", "image", "--dataset", "fashion-mnist", "--data-dir", "/no/such/dir", "-o", "x"], "does not exist"),
     (["evaluate", "image", "-c", "/no/such.pt"], "does not exist"),
+    pytest.param(["train", "image", "--dataset", "mnist", "--gpu", "-o", "x"], "CUDA",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
     (["sample", "-c", "/no/such.pt"], "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_1(args: list[str], message: str) -> None:
