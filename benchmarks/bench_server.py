@@ -7,8 +7,9 @@
 John) to one model, with dynamic batching on (``--max-batch-sentences``, ``--max-wait-ms``) and off (a model call
 per sentence), for the NAT model and the teacher. Each run starts with ``--warmup`` untimed requests. Reports
 throughput (sentences/s), client-side p50/p99 latency, errors and the server's mean batch size; prints a table and
-writes results/bench_server.json. Goals (issue 4): batching >= 4x the unbatched throughput at 32 clients with zero
-errors; the NAT model's p50 below the teacher's at equal load.
+writes results/bench_server.json. A first run serves an instant "echo" model behind the same app: the ceiling the
+HTTP stack and client allow on this machine, whatever the model. Goals (issue 4): batching >= 4x the unbatched
+throughput at 32 clients with zero errors; the NAT model's p50 below the teacher's at equal load.
 
 The client runs on the same machine as the server: on a small box it takes CPU from the server, so the figures
 are a lower bound on what the server alone can do.
@@ -47,9 +48,14 @@ def free_port() -> int:
 class Server:
     """``vqnat serve`` in a subprocess on a free loopback port; a context manager that waits for /ready."""
 
-    def __init__(self, args: argparse.Namespace, nat: Path, teacher: Path | None, batching: bool) -> None:
+    def __init__(self, args: argparse.Namespace, nat: Path | None, teacher: Path | None, batching: bool) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.log = None
+        self.proc: subprocess.Popen | None = None
+        if nat is None:  # the echo server: HTTP stack only
+            self.cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-echo", str(self.port)]
+            return
         batch = ["--max-batch-sentences", str(args.max_batch_sentences), "--max-wait-ms", str(args.max_wait_ms)]
         self.cmd = [sys.executable, "-c", "from cli.main import main; main()", "serve", "--nat", str(nat),
                     "--port", str(self.port), "--log-level", "warning",
@@ -60,7 +66,6 @@ class Server:
             self.cmd += ["--data-dir", str(args.data_dir)]
         if args.threads:
             self.cmd += ["--threads", str(args.threads)]
-        self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -90,6 +95,36 @@ class Server:
         self.log.close()
 
 
+class EchoTranslator:
+    """An instant stand-in for a model (upper-cases): serving it measures the HTTP stack alone, the ceiling."""
+
+    kind = "nat"
+    checkpoint = "echo"
+
+    def __init__(self) -> None:
+        from vqnat.inference import DecodingOptions, WhitespaceTokenizer
+
+        self.tokenizer, self.options = WhitespaceTokenizer(), DecodingOptions()
+
+    def translate(self, texts: list[str], batch_size: int = 64) -> list[str]:
+        return [text.upper() for text in texts]
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "nat", "checkpoint": "echo", "architecture": "echo", "parameters": 0, "beam": None,
+                "max_source_positions": 0, "device": "cpu"}
+
+
+def serve_echo(port: int) -> None:
+    """``--serve-echo PORT``: the real app and uvicorn around :class:`EchoTranslator` (batching on)."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    settings = Settings(nat=Path("echo"), port=port)
+    uvicorn.run(create_app(settings, {"nat": EchoTranslator()}), host="127.0.0.1", port=port, log_level="warning")
+
+
 def _metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -99,7 +134,9 @@ def _metric(text: str, name: str) -> float:
 
 async def load(base: str, model: str, sentences: list[str], clients: int, requests: int, warmup: int) -> dict:
     """``requests`` single-sentence POSTs from ``clients`` concurrent clients, after ``warmup`` untimed ones."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # drop idle connections before uvicorn does (its keep-alive timeout is 5 s, httpx's default expiry too): a
+    # request sent on a connection the server is closing at that moment fails with a ReadError
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
         latencies: list[float] = []
         errors: dict[str, int] = {}  # kind -> count
@@ -169,8 +206,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
     parser.add_argument("--no-unbatched-teacher", action="store_true",
                         help="skip the slowest run (teacher, batching off)")
+    parser.add_argument("--no-echo", action="store_true",
+                        help="skip the HTTP-ceiling run (an instant echo model behind the same app)")
+    parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_server.json")
     args = parser.parse_args()
+    if args.serve_echo is not None:
+        serve_echo(args.serve_echo)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request would load the client
 
@@ -184,6 +227,11 @@ def main() -> None:
         sentences = [pair.src for pair in read_verse_pairs(books=[JOHN])]
         models = ["nat"] + (["teacher"] if args.teacher is not None else [])
         rows = []
+        if not args.no_echo:
+            with Server(args, None, None, True) as server:
+                logger.info("echo (HTTP ceiling): %d clients x %d requests", args.clients, args.requests)
+                result = asyncio.run(load(server.base, "nat", sentences, args.clients, args.requests, args.warmup))
+                rows.append({"model": "echo", "batching": True, "clients": args.clients, **result})
         for batching in (True, False):
             with Server(args, args.nat, args.teacher, batching) as server:
                 for model in models:
@@ -244,6 +292,10 @@ def summarize(rows: list[dict]) -> dict:
             out["teacher_over_nat_p50"] = round(teacher / nat, 2)
             out["lines"].append(f"p50 at equal load, batching on: NAT {nat:.1f} ms vs teacher {teacher:.1f} ms "
                                 f"({teacher / nat:.1f}x)")
+    if ("echo", True) in by:
+        out["http_ceiling_sentences_per_s"] = by[("echo", True)]["sentences_per_s"]
+        out["lines"].append(f"HTTP ceiling (instant echo model, same app and client): "
+                            f"{out['http_ceiling_sentences_per_s']:.0f} sentences/s")
     out["errors"] = sum(r["errors"] for r in rows)
     out["lines"].append(f"errors: {out['errors']}")
     return out
