@@ -93,7 +93,7 @@ def train_nat(
     """Train the latent transformer (non-autoregressive, VQ latents) with fairseq-train.
 
     Train it on distilled data (`vqnat distill`) for the best BLEU. Extra options go to fairseq-train, e.g.
-    `--ema-decay 0.99 --codebook-slices 2 --length-ratio 1.5`.
+    `--codebook-decay 0.99 --codebook-slices 2 --length-ratio 1.5`.
 
     Example: vqnat train nat --data work/bible-distilled --save-dir work/nat-soft --bottleneck soft
     """

@@ -38,6 +38,7 @@ def trained(tmp_path_factory, real_pairs):
     log = run_fairseq(
         "train", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation", "--arch", "vqnat_lt_tiny",
         "--criterion", "vqnat_latent_transformer_loss", "--bottleneck", "soft", "--num-samples", "3",
+        "--codebook-decay", "0.95", "--softmax-temperature", "2.0",
         "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--max-update", "6",
         "--required-batch-size-multiple", "1", "--save-dir", str(save), "--no-epoch-checkpoints",
         "--log-format", "simple", "--log-interval", "1", "--seed", "1", "--num-workers", "0", "--cpu")
@@ -91,6 +92,8 @@ def test_checkpoint_loads_with_plugin_registered(trained):
     model = models[0].eval()
     assert isinstance(model, LatentTransformerModel)
     assert cfg.model.bottleneck == "soft" and model.cfg.num_samples == 3
+    # Options reach the bottleneck (a name shared with a fairseq option would silently take fairseq's value).
+    assert model.bottleneck.codebook.decay == 0.95 and model.bottleneck.temperature == 2.0
     src = torch.tensor([[task.source_dictionary.index("God"), task.source_dictionary.eos()]])
     out = model.translate(src, torch.tensor([2]))
     assert out.tokens.shape[0] == 1 and int(out.lengths[0]) >= 1
@@ -148,3 +151,19 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
         Translator.load(old)
     with pytest.raises(ValueError, match="list of sentences"):
         Translator.load(trained[1]).translate("a single string")
+
+
+def test_model_options_do_not_shadow_fairseq_options():
+    """fairseq flattens every config into one argparse namespace: a model field named like a fairseq option
+    (e.g. ``ema_decay`` vs fairseq's --ema-decay) silently takes fairseq's value."""
+    from fairseq import options
+
+    from vqnat.models.latent_transformer import LatentTransformerConfig
+
+    parser = options.get_training_parser()
+    options.add_generation_args(parser)
+    fairseq_names = {action.dest for action in parser._actions}
+    fairseq_names |= {"max_source_positions", "max_target_positions"}  # the translation task's; shared on purpose
+    shared_on_purpose = {"max_source_positions", "max_target_positions", "dropout", "_name"}
+    clashes = (set(LatentTransformerConfig.__dataclass_fields__) & fairseq_names) - shared_on_purpose
+    assert not clashes, clashes

@@ -93,7 +93,7 @@ def test_overfits_real_pairs_and_prior_learns_the_latents(real_pairs, word_dict,
     src, src_len = encode_batch([s for s, _ in pairs], word_dict)
     tgt, _ = encode_batch([t for _, t in pairs], word_dict)
     model = tiny_model(word_dict, embed_dim=64, ffn_dim=128, codebook_size=16, bottleneck=bottleneck,
-                       num_samples=4, softmax_temperature=0.5, ema_decay=0.9, length_ratio=1.5)
+                       num_samples=4, softmax_temperature=0.5, codebook_decay=0.9, length_ratio=1.5)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(300):

@@ -53,8 +53,9 @@ class LatentTransformerConfig(FairseqDataclass):
     codebook_slices: int = field(default=1, metadata={"help": "H: decomposed VQ with H codebooks over slices"})
     num_samples: int = field(default=10, metadata={"help": "m: soft-EM samples per latent"})
     softmax_temperature: float = field(default=1.0, metadata={"help": "tau in softmax(-||z - e||^2 / tau)"})
-    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of codebook counts and sums"})
-    ema_epsilon: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
+    codebook_decay: float = field(default=0.999, metadata={"help": "EMA decay of codebook counts and sums "
+                                                                    "(not --ema-decay: that is fairseq's model EMA)"})
+    codebook_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
     beta: float = field(default=0.25, metadata={"help": "commitment loss weight"})
     # Both on by default: with random N(0, 1) codes nearly every latent picks the same few codes from the first step.
     # results/codebook_usage_bible.txt (3k Bible pairs, 512 codes, 120 updates): usage perplexity 3.9 with random
@@ -140,7 +141,7 @@ class LatentTransformerModel(BaseFairseqModel):
         self.compress = Compressor(d, cfg.compress_steps, p)
         self.bottleneck = VectorQuantizer(
             d, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
-            temperature=cfg.softmax_temperature, decay=cfg.ema_decay, eps=cfg.ema_epsilon, beta=cfg.beta,
+            temperature=cfg.softmax_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.beta,
             num_slices=cfg.codebook_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes)
         self.decompress = Decompressor(d, cfg.compress_steps, p)
         self.decoder = CrossAttentionStack(d, cfg.decoder_layers, heads, ffn, p, causal=False)
