@@ -264,7 +264,7 @@ class LatentTransformerModel(BaseFairseqModel):
         return torch.rand(x.shape[:2], device=x.device).lt(p).unsqueeze(-1)  # (B, T', 1)
 
     # ------------------------------------------------------------------ inference
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: fairseq-generate edits the returned tensors in place
     def translate(self, src_tokens: Tensor, src_lengths: Tensor) -> Translation:
         """Greedy prior decoding of the latents, then one parallel decoder pass.
 
