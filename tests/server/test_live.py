@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import os
 import signal
 import socket
@@ -76,13 +77,21 @@ def test_concurrent_clients_get_the_batched_library_results(live_server, transla
 
     answers, metrics = asyncio.run(main())
     assert len(answers) == 96
+    exact, compared = 0, 0
     for texts, body, model in answers:
         assert body["status"] == 200, body
         assert body["model"] == model and len(body["translations"]) == len(texts)
-        if model == "nat":  # NAT translations do not depend on what else was in the batch
-            assert body["translations"] == [expected[t] for t in texts]
+        if model == "nat":
+            # NAT translations do not depend on what else was in the batch, up to floating-point ties: another
+            # batch size may take another matmul kernel, and a near-uniform untrained model then flips an argmax.
+            # Each answer must be its own sentence's translation (nearly identical), and most exactly equal.
+            for got, text in zip(body["translations"], texts, strict=True):
+                compared += 1
+                exact += got == expected[text]
+                assert difflib.SequenceMatcher(None, got.split(), expected[text].split()).ratio() > 0.8, (got, text)
         else:  # an untrained teacher's output length can depend on the batch: check its form only
             assert all(isinstance(t, str) and t.strip() for t in body["translations"])
+    assert exact >= 0.9 * compared, (exact, compared)
     lines = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if not line.startswith("#"))
     batches = float(lines['vqnat_batch_size_sentences_count{model="nat"}'])
     sentences = float(lines['vqnat_sentences_translated_total{model="nat"}'])
