@@ -27,6 +27,7 @@ class LatentTransformerGenerator:
     def __init__(self, tgt_dict, collapse_repeated_tokens: bool = False) -> None:
         self.tgt_dict = tgt_dict
         self.eos = tgt_dict.eos()
+        self.pad = tgt_dict.pad()
         self.collapse_repeated_tokens = collapse_repeated_tokens
         self.symbols_to_strip_from_output = {self.eos}
 
@@ -41,6 +42,9 @@ class LatentTransformerGenerator:
         for b in range(out.tokens.shape[0]):
             length = int(out.lengths[b])
             tokens, scores = out.tokens[b, :length], out.log_probs[b, :length]
+            real = tokens.ne(self.pad)  # a decoder position may predict padding before EOS: it emits nothing
+            tokens, scores = tokens[real], scores[real]
+            length = len(tokens)
             if length == 0 or int(tokens[-1]) != self.eos:
                 tokens = torch.cat([tokens, tokens.new_tensor([self.eos])])
                 scores = torch.cat([scores, scores.new_zeros(1)])

@@ -134,3 +134,20 @@ def test_decoder_gold_mix_decays_to_zero_and_is_off_at_inference(word_dict):
     # translate() never passes gold embeddings: off at inference.
     out = model.translate(torch.tensor([[5, 6, word_dict.eos()]]), torch.tensor([3]))
     assert out.tokens.shape[0] == 1
+
+
+def test_generator_drops_padding_predicted_before_eos(word_dict):
+    from vqnat.generation import LatentTransformerGenerator
+    from vqnat.models.latent_transformer import Translation
+
+    pad, eos = word_dict.pad(), word_dict.eos()
+    tokens = torch.tensor([[7, pad, 8, pad, eos, pad, pad, pad]])
+
+    class Fixed:
+        def translate(self, src_tokens, src_lengths):
+            return Translation(tokens, torch.zeros(1, 8), torch.tensor([5]), torch.zeros(1, 1, 1, dtype=torch.long))
+
+    hypos = LatentTransformerGenerator(word_dict).generate(
+        [Fixed()], {"net_input": {"src_tokens": tokens, "src_lengths": torch.tensor([8])}})
+    assert hypos[0][0]["tokens"].tolist() == [7, 8, eos]
+    assert "<pad>" not in word_dict.string(hypos[0][0]["tokens"])
