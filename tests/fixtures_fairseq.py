@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import vqnat
 from vqnat.checkpoint import trusted_checkpoint_env
+from vqnat.pipeline.fairseq_run import USER_DIR
 
-USER_DIR = str(Path(vqnat.__file__).parent)
 GENESIS = 1
 
 

@@ -8,15 +8,12 @@ from fairseq.data import Dictionary
 
 from vqnat.models.latent_transformer import LatentTransformerConfig, LatentTransformerModel
 
-GENESIS = 1
-
 
 @pytest.fixture(scope="session")
 def real_pairs() -> list[tuple[str, str]]:
-    from vqnat.data.bible import read_verse_pairs
+    from tests.fixtures_fairseq import genesis_pairs
 
-    pairs = read_verse_pairs(books=[GENESIS])
-    return [(p.src, p.tgt) for p in pairs[:200]]
+    return genesis_pairs(200)
 
 
 @pytest.fixture(scope="session")

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import vqnat
-from vqnat.checkpoint import trusted_checkpoint_env
+from tests.fixtures_fairseq import run_fairseq
+from vqnat.pipeline.fairseq_run import USER_DIR
 
-USER_DIR = str(Path(vqnat.__file__).parent)
 NUM_TEST = 11  # not a multiple of the batch size: the last partial batch must not be dropped
-
-
-def run_fairseq(tool: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", f"fairseq_cli.{tool}", *args], capture_output=True, text=True,
-                            env=trusted_checkpoint_env(), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
