@@ -1,8 +1,13 @@
-"""Shrink fairseq checkpoints for transport: drop optimizer state, store floating tensors as fp16, split into
-chunks; and join them back into a loadable fp32 checkpoint.
+"""Shrink fairseq checkpoints for transport: drop optimizer state, store floating tensors as fp16 (tied weights
+once), optionally leave out what only training needs, split into chunks; and join them back into a loadable fp32
+checkpoint.
 
-    python recipes/bible_en_de/export_weights.py pack CKPT OUT_PREFIX [--chunk-mb 15]
+    python recipes/bible_en_de/export_weights.py pack CKPT OUT_PREFIX [--chunk-mb 15] [--inference-only]
     python recipes/bible_en_de/export_weights.py unpack OUT_PREFIX CKPT
+
+``--inference-only`` (latent transformer): the target autoencoder, the compressor and the codebook's EMA sums are
+not used by translation; they are stored as shapes and come back as zeros, so the unpacked checkpoint translates
+exactly as the original but cannot resume training.
 """
 
 from __future__ import annotations
@@ -17,10 +22,32 @@ import torch
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # our own checkpoints, see vqnat/checkpoint.py
 
 
-def pack(checkpoint: Path, prefix: Path, chunk_mb: int) -> list[Path]:
+TRAINING_ONLY_PREFIXES = ("autoencoder.", "compress.", "bottleneck.codebook.ema_sum")
+
+
+def _convert(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Cast floating tensors to ``dtype``; tensors that share storage (tied embeddings) stay shared."""
+    done: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+    out = {}
+    for key, value in weights.items():
+        if value.is_floating_point():
+            tag = (value.data_ptr(), tuple(value.shape))
+            if tag not in done:
+                done[tag] = value.to(dtype)
+            value = done[tag]
+        out[key] = value
+    return out
+
+
+def pack(checkpoint: Path, prefix: Path, chunk_mb: int, inference_only: bool = False) -> list[Path]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state["last_optimizer_state"] = None
-    state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    weights = state["model"]
+    if inference_only:
+        dropped = {k: v for k, v in weights.items() if k.startswith(TRAINING_ONLY_PREFIXES)}
+        state["dropped_for_inference"] = {k: (tuple(v.shape), v.dtype) for k, v in dropped.items()}
+        weights = {k: v for k, v in weights.items() if k not in dropped}
+    state["model"] = _convert(weights, torch.float16)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
@@ -38,7 +65,10 @@ def unpack(prefix: Path, checkpoint: Path) -> None:
     if not parts:
         raise SystemExit(f"no {prefix}.part* files")
     state = torch.load(io.BytesIO(b"".join(p.read_bytes() for p in parts)), map_location="cpu", weights_only=False)
-    state["model"] = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    weights = _convert(state["model"], torch.float32)
+    for key, (shape, dtype) in state.pop("dropped_for_inference", {}).items():
+        weights[key] = torch.zeros(shape, dtype=dtype)
+    state["model"] = weights
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, checkpoint)
 
@@ -50,12 +80,13 @@ def main() -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("prefix", type=Path)
     p.add_argument("--chunk-mb", type=int, default=15)
+    p.add_argument("--inference-only", action="store_true", help="leave out what only training needs")
     u = sub.add_parser("unpack")
     u.add_argument("prefix", type=Path)
     u.add_argument("checkpoint", type=Path)
     args = parser.parse_args()
     if args.cmd == "pack":
-        for path in pack(args.checkpoint, args.prefix, args.chunk_mb):
+        for path in pack(args.checkpoint, args.prefix, args.chunk_mb, args.inference_only):
             print(path, path.stat().st_size)
     else:
         unpack(args.prefix, args.checkpoint)

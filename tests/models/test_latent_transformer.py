@@ -37,6 +37,45 @@ def test_target_length_follows_the_ratio_rule(word_dict):
     assert model.target_lengths(src_len, torch.tensor([40, 1, 1])).tolist() == [40, 16, 24]
 
 
+def test_length_predictor_sets_the_padded_length(word_dict):
+    model = tiny_model(word_dict, length_predictor=True, length_offset=2).eval()
+    src_len = torch.tensor([3, 3])
+    # Training: |y| + offset, rounded up to a multiple of 2^nc, whatever the source length.
+    assert model.target_lengths(src_len, torch.tensor([6, 7])).tolist() == [8, 16]
+    # Inference: the predicted class + offset. Force the predictor to say 13 and 30 tokens.
+    logits = torch.full((2, 256), -10.0)
+    logits[0, 13], logits[1, 30] = 10.0, 10.0
+    assert model.target_lengths(src_len, length_logits=logits).tolist() == [16, 32]
+    with pytest.raises(ValueError, match="length_logits"):
+        model.target_lengths(src_len)
+    with torch.no_grad():
+        model.length_out.weight.zero_()
+        model.length_out.bias.fill_(-10.0)
+        model.length_out.bias[21] = 10.0  # predicts 21 tokens for every source -> T' = 8 * ceil(23 / 8) = 24
+    src, lengths = encode_batch(["In the beginning", "And God said"], word_dict)
+    assert model.translate(src, lengths).tokens.shape[1] == 24
+
+
+def test_length_predictor_learns_real_target_lengths(real_pairs, word_dict):
+    torch.manual_seed(0)
+    pairs = real_pairs[:8]
+    src, src_len = encode_batch([s for s, _ in pairs], word_dict)
+    tgt, tgt_len = encode_batch([t for _, t in pairs], word_dict)
+    model = tiny_model(word_dict, length_predictor=True, length_loss_weight=1.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        terms = latent_terms(model(src, src_len, tgt), label_smoothing=0.0)
+        terms["loss"].backward()
+        optimizer.step()
+    assert terms["length_accuracy"] == 1.0, terms
+    model.eval()
+    enc, pad = model.encode(src)
+    assert torch.equal(model.predict_length_logits(enc, pad).argmax(-1), tgt_len)
+    without = latent_terms(tiny_model(word_dict)(src, src_len, tgt), label_smoothing=0.0)
+    assert "length_loss" not in without  # no predictor, no term
+
+
 def test_prior_is_causal(word_dict):
     torch.manual_seed(0)
     model = tiny_model(word_dict).eval()

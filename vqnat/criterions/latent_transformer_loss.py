@@ -1,6 +1,7 @@
 """Loss of the latent transformer: reconstruction + prior + commitment, each logged on its own.
 
     loss = CE_ls(decoder tokens | encoder latents) + w_prior * CE(prior | sg(codes)) + beta * commitment
+           [+ w_length * CE(length predictor | |y|)   with --length-predictor]
 
 Every term is a mean over its own positions (tokens inside T'_b, latents inside L_b), so ``sample_size`` is 1,
 as in fairseq's NAT criterion. For soft EM the prior's target is the averaged one-hot of the m sampled codes:
@@ -15,12 +16,13 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from torch import Tensor
+from torch.nn.functional import cross_entropy
 
 from vqnat.models.latent_transformer import LatentTransformerOutput
 
 CRITERION_NAME = "vqnat_latent_transformer_loss"
 _LOGGED = ("loss", "recon_loss", "prior_loss", "commitment", "token_accuracy", "prior_accuracy", "perplexity",
-           "dead_fraction")
+           "dead_fraction", "length_loss", "length_accuracy")
 
 
 @dataclass
@@ -53,9 +55,15 @@ def latent_terms(out: LatentTransformerOutput, label_smoothing: float) -> dict[s
     nearest = out.vq.codes  # (B, L, H)
     prior_acc = masked_mean(out.prior_logits.argmax(-1).eq(nearest).float().mean(-1), out.latent_mask)
     loss = recon + out.prior_weight * prior + out.vq.loss
-    return {"loss": loss, "recon_loss": recon, "prior_loss": prior, "commitment": out.vq.commitment,
-            "token_accuracy": token_acc, "prior_accuracy": prior_acc, "perplexity": out.vq.perplexity,
-            "dead_fraction": out.vq.dead_fraction}
+    terms = {"recon_loss": recon, "prior_loss": prior, "commitment": out.vq.commitment,
+             "token_accuracy": token_acc, "prior_accuracy": prior_acc, "perplexity": out.vq.perplexity,
+             "dead_fraction": out.vq.dead_fraction}
+    if out.length_logits is not None:
+        length_ce = cross_entropy(out.length_logits.float(), out.length_targets)
+        loss = loss + out.length_weight * length_ce
+        terms["length_loss"] = length_ce
+        terms["length_accuracy"] = out.length_logits.argmax(-1).eq(out.length_targets).float().mean()
+    return {"loss": loss, **terms}
 
 
 @register_criterion(CRITERION_NAME, dataclass=LatentTransformerLossConfig)
@@ -76,6 +84,8 @@ class LatentTransformerLoss(FairseqCriterion):
     def reduce_metrics(logging_outputs) -> None:
         batches = sum(log.get("sample_size", 0) for log in logging_outputs) or 1
         for name in _LOGGED:
+            if not any(name in log for log in logging_outputs):
+                continue  # e.g. length terms without a length predictor
             total = sum(log.get(name, 0.0) for log in logging_outputs)
             scale = 1 / math.log(2) if name.endswith("loss") else 1.0  # losses in bits, as fairseq does
             metrics.log_scalar(name, total / batches * scale, batches, round=3)

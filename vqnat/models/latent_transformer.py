@@ -9,10 +9,16 @@ Training (teacher-forced on the target y, conditioned on the source x)::
     p(y~ | q, x) = softmax(Out(Decoder(Decompress(q) + pos, h_x))) [B, T', V]   one parallel pass, no causal mask
     p(c_l | c_<l, x) = Prior(c_<l, h_x)                           [B, L, H, K]  causal; targets: sg(codes)
 
-Inference: c = greedy Prior decode for L = ceil((ratio * |x| + offset) / 2^nc) steps, then one Decoder pass on
-the code embeddings; the output is cut at the first EOS (the decoder learned to emit EOS then padding, because
-training pads y to the same length the inference rule gives: T' = 2^nc ceil(max(|y|, ratio |x| + offset) / 2^nc)).
-There is no separate length predictor: length comes from the ratio, and EOS/pad positions from the decoder.
+Inference: c = greedy Prior decode for L = T' / 2^nc steps, then one Decoder pass on the code embeddings; the
+output is cut at the first EOS (the decoder learned to emit EOS then padding). The padded length T' comes from one
+of two rules (``--length-predictor``):
+
+- ratio rule (the reference's, default): T' = 2^nc ceil(max(|y|, ratio |x| + offset) / 2^nc) in training and
+  2^nc ceil((ratio |x| + offset) / 2^nc) at inference; the decoder predicts where the sentence ends.
+- length predictor: a linear classifier over lengths 0..255 on the mean-pooled source encoding, trained with
+  cross-entropy on |y| (EOS included; weight ``--length-loss-weight``); T' = 2^nc ceil((l + offset) / 2^nc) with
+  l = |y| in training and l = argmax at inference, so ``--length-offset`` is a safety margin of extra positions.
+  It decodes fewer positions than a generous ratio (cheaper), at the risk of cutting a sentence it underestimates.
 """
 
 
@@ -31,6 +37,7 @@ from vqnat.modules.transformer import CrossAttentionStack, EncoderStack
 from vqnat.quantization import QuantizerOutput, VectorQuantizer
 
 MODEL_NAME = "vqnat_latent_transformer"
+LENGTH_CLASSES = 256  # the length predictor's classes: 0..255 tokens (longer targets count as 255)
 BOTTLENECK_CHOICES = ChoiceEnum(["hard", "soft"])
 
 
@@ -70,7 +77,11 @@ class LatentTransformerConfig(FairseqDataclass):
                 "input position gets the gold target embedding instead of the decompressed latent (0 = off)"})
     length_ratio: float = field(default=2.0, metadata={"help": "target length = ratio * source length + offset, "
                                                               "rounded up to a multiple of 2^nc"})
-    length_offset: int = field(default=0, metadata={"help": "see --length-ratio"})
+    length_offset: int = field(default=0, metadata={"help": "extra target positions: added to ratio * |x| (ratio "
+                                                              "rule) or to the predicted length (--length-predictor)"})
+    length_predictor: bool = field(default=False, metadata={
+        "help": "predict the target length from the source encoding instead of the ratio rule"})
+    length_loss_weight: float = field(default=0.1, metadata={"help": "weight of the length predictor's loss"})
     share_all_embeddings: bool = field(default=True, metadata={"help": "one embedding matrix for source, target "
                                                                       "and output (needs a joined dictionary)"})
     max_source_positions: int = field(default=1024, metadata={"help": "longest source the model accepts"})
@@ -88,6 +99,9 @@ class LatentTransformerOutput(NamedTuple):
     latent_mask:   ``[B, L]`` bool, True at each sentence's own latents.
     prior_weight:  float, 0 during the prior warm-up, then 1.
     vq:            the bottleneck's output (commitment loss, perplexity, dead fraction).
+    length_logits: ``[B, 256]`` length predictor logits, or None without ``--length-predictor``.
+    length_targets: ``[B]`` target lengths |y| (EOS included), clamped to 255.
+    length_weight: weight of the length loss (0 without a length predictor).
     """
 
     token_logits: Tensor
@@ -98,6 +112,9 @@ class LatentTransformerOutput(NamedTuple):
     latent_mask: Tensor
     prior_weight: float
     vq: QuantizerOutput
+    length_logits: Tensor | None = None
+    length_targets: Tensor | None = None
+    length_weight: float = 0.0
 
 
 class Translation(NamedTuple):
@@ -152,6 +169,7 @@ class LatentTransformerModel(BaseFairseqModel):
         self.prior_embed = nn.Embedding(h * (k + 1), d)
         self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, p, causal=True)
         self.prior_out = nn.Linear(d, h * k)
+        self.length_out = nn.Linear(d, LENGTH_CLASSES) if cfg.length_predictor else None
         # Sinusoids computed once (not saved): positions index this table instead of recomputing sin/cos per call.
         longest_target = math.ceil(cfg.max_source_positions * cfg.length_ratio + cfg.length_offset) + self.factor
         table_size = max(cfg.max_source_positions, cfg.max_target_positions, longest_target) + 1
@@ -183,13 +201,34 @@ class LatentTransformerModel(BaseFairseqModel):
         x = self.src_embed(src_tokens) * self.embed_scale + self._positions(~pad_mask)
         return self.encoder(self.dropout(x), pad_mask), pad_mask
 
-    def target_lengths(self, src_lengths: Tensor, tgt_lengths: Tensor | None = None) -> Tensor:
-        """T'_b: ``ratio * |x| + offset`` (at least ``|y|`` in training) rounded up to a multiple of 2^nc."""
-        length = torch.ceil(src_lengths.float() * self.cfg.length_ratio + self.cfg.length_offset).long()
-        if tgt_lengths is not None:
-            length = torch.maximum(length, tgt_lengths)
+    def target_lengths(self, src_lengths: Tensor, tgt_lengths: Tensor | None = None,
+                       length_logits: Tensor | None = None) -> Tensor:
+        """T'_b ``[B]``, a multiple of 2^nc (see the module docstring for both rules).
+
+        Ratio rule: ``ratio * |x| + offset``, at least ``|y|`` in training (``tgt_lengths`` given).
+        Length predictor: ``|y| + offset`` in training, ``argmax(length_logits) + offset`` at inference.
+        """
+        if self.length_out is None:
+            length = torch.ceil(src_lengths.float() * self.cfg.length_ratio + self.cfg.length_offset).long()
+            if tgt_lengths is not None:
+                length = torch.maximum(length, tgt_lengths)
+        elif tgt_lengths is not None:
+            length = tgt_lengths + self.cfg.length_offset
+        elif length_logits is not None:
+            length = length_logits.argmax(-1) + self.cfg.length_offset
+        else:
+            raise ValueError("a model with a length predictor needs length_logits (or the target lengths)")
         length = length.clamp_min(1)
         return (length + self.factor - 1) // self.factor * self.factor
+
+    def predict_length_logits(self, enc: Tensor, enc_pad: Tensor) -> Tensor | None:
+        """Length predictor: mean of the source encoding over real tokens ``[B, D]`` -> logits ``[B, 256]``
+        (None without ``--length-predictor``)."""
+        if self.length_out is None:
+            return None
+        keep = (~enc_pad).unsqueeze(-1).to(enc.dtype)  # (B, S, 1)
+        pooled = (enc * keep).sum(1) / keep.sum(1).clamp_min(1)  # (B, D)
+        return self.length_out(pooled)
 
     def decode(self, latents: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor,
                gold: Tensor | None = None) -> Tensor:
@@ -226,6 +265,7 @@ class LatentTransformerModel(BaseFairseqModel):
         enc, enc_pad = self.encode(src_tokens)
         tgt_lengths = target.ne(self.pad).sum(1)  # (B,)
         lengths = self.target_lengths(src_lengths, tgt_lengths)  # (B,) T'_b
+        length_logits = self.predict_length_logits(enc, enc_pad)  # (B, 256) or None
         t_max = int(lengths.max())
         targets = target.new_full((target.shape[0], t_max), self.pad)
         targets[:, : target.shape[1]] = target[:, :t_max]  # (B, T') EOS then pad
@@ -241,7 +281,9 @@ class LatentTransformerModel(BaseFairseqModel):
         return LatentTransformerOutput(
             token_logits=token_logits, token_targets=targets, token_mask=token_mask, prior_logits=prior_logits,
             prior_targets=vq.samples.detach(), latent_mask=latent_mask,
-            prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq)
+            prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq,
+            length_logits=length_logits, length_targets=tgt_lengths.clamp_max(LENGTH_CLASSES - 1),
+            length_weight=self.cfg.length_loss_weight if length_logits is not None else 0.0)
 
     def _quantize(self, z: Tensor, latent_mask: Tensor) -> QuantizerOutput:
         """Quantize only each sentence's own latents (batch padding must not move the codebook):
@@ -271,7 +313,7 @@ class LatentTransformerModel(BaseFairseqModel):
         ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``.
         """
         enc, enc_pad = self.encode(src_tokens)
-        lengths = self.target_lengths(src_lengths)  # (B,)
+        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad))  # (B,)
         num_latents = lengths // self.factor  # (B,)
         codes = self.greedy_latents(enc, enc_pad, int(num_latents.max()))  # (B, L, H)
         latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
