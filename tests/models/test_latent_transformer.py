@@ -190,3 +190,53 @@ def test_generator_drops_padding_predicted_before_eos(word_dict):
         [Fixed()], {"net_input": {"src_tokens": tokens, "src_lengths": torch.tensor([8])}})
     assert hypos[0][0]["tokens"].tolist() == [7, 8, eos]
     assert "<pad>" not in word_dict.string(hypos[0][0]["tokens"])
+
+
+def _teacher_forced_greedy(model, enc, pad, num_latents):
+    """Reference: re-run the whole prefix through the teacher-forced prior at every step."""
+    codes = torch.zeros(enc.shape[0], 0, 1, dtype=torch.long)
+    for _ in range(num_latents):
+        step = torch.cat([codes, codes.new_zeros(enc.shape[0], 1, 1)], dim=1)
+        codes = torch.cat([codes, model.prior_logits(step, enc, pad)[:, -1].argmax(-1).unsqueeze(1)], dim=1)
+    return codes
+
+
+def _prior_log_prob(model, codes, enc, pad, num_latents):
+    log_probs = model.prior_logits(codes, enc, pad).log_softmax(-1)  # (B, L, 1, K)
+    picked = log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).squeeze(-1)  # (B, L)
+    keep = torch.arange(codes.shape[1]).unsqueeze(0) < num_latents.unsqueeze(1)
+    return (picked * keep).sum(1)
+
+
+def test_cached_prior_decoding_matches_the_teacher_forced_prior(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict, prior_layers=2, codebook_size=16).eval()
+    src, _ = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict, left_pad=True)
+    enc, pad = model.encode(src)
+    with torch.no_grad():
+        cached = model.greedy_latents(enc, pad, 7)
+        assert torch.equal(cached, _teacher_forced_greedy(model, enc, pad, 7))
+
+
+def test_latent_beam_search_finds_sequences_the_prior_prefers(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict, prior_layers=2, codebook_size=16).eval()
+    src, lengths = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict)
+    enc, pad = model.encode(src)
+    num_latents = torch.tensor([6, 3])
+    with torch.no_grad():
+        greedy = model.greedy_latents(enc, pad, 6)
+        one, one_score = model.beam_latents(enc, pad, num_latents, 1)
+        codes, scores = model.beam_latents(enc, pad, num_latents, 4)
+        assert torch.equal(one[:, 0, :3], greedy[:, :3]) and torch.equal(one[0, 0], greedy[0])  # beam 1 = greedy
+        assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+        assert (codes[1, :, 3:] == 0).all()  # past a sentence's own latents: code 0
+        for i in range(4):  # the scores are the prior's log-probabilities of the returned sequences
+            torch.testing.assert_close(scores[:, i], _prior_log_prob(model, codes[:, i], enc, pad, num_latents))
+        assert (scores[:, 0] >= one_score[:, 0] - 1e-5).all()  # a wider beam never finds a worse best sequence
+        assert len({tuple(c.flatten().tolist()) for c in codes[0]}) == 4  # distinct hypotheses
+        out = model.translate(src, lengths, latent_beam=4)
+        tokens, _, _, cand_codes, _ = model.translate_candidates(src, lengths, 4)
+    assert torch.equal(out.tokens, tokens[:, 0]) and torch.equal(out.codes, cand_codes[:, 0])
+    with pytest.raises(ValueError, match="slices"):
+        tiny_model(word_dict, codebook_slices=2).eval().translate(src, lengths, latent_beam=2)

@@ -32,6 +32,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from torch import Tensor, nn
 
 from vqnat.modules.compression import Compressor, Decompressor
+from vqnat.modules.incremental import IncrementalDecoder
 from vqnat.modules.positions import positions_from_mask, sinusoidal_table
 from vqnat.modules.transformer import CrossAttentionStack, EncoderStack
 from vqnat.quantization import QuantizerOutput, VectorQuantizer
@@ -307,15 +308,41 @@ class LatentTransformerModel(BaseFairseqModel):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()  # not inference_mode: fairseq-generate edits the returned tensors in place
-    def translate(self, src_tokens: Tensor, src_lengths: Tensor) -> Translation:
-        """Greedy prior decoding of the latents, then one parallel decoder pass.
+    def translate(self, src_tokens: Tensor, src_lengths: Tensor, latent_beam: int = 1) -> Translation:
+        """Prior decoding of the latents (greedy, or beam search over latents), then one parallel decoder pass.
 
-        ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``.
+        ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``. With
+        ``latent_beam > 1`` the latent sequence is the one the prior scores highest among the beam's survivors.
+        """
+        if latent_beam > 1:
+            candidates = self.translate_candidates(src_tokens, src_lengths, latent_beam)
+            return Translation(*(field[:, 0] for field in candidates[:4]))
+        enc, enc_pad = self.encode(src_tokens)
+        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad))  # (B,)
+        codes = self.greedy_latents(enc, enc_pad, int(lengths.max()) // self.factor)  # (B, L, H)
+        return self._decode_codes(codes, lengths, enc, enc_pad)
+
+    @torch.no_grad()
+    def translate_candidates(self, src_tokens: Tensor, src_lengths: Tensor,
+                             num_candidates: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The ``n`` best latent sequences of a beam search over the prior, each decoded in one parallel pass
+        (all ``B * n`` in the same decoder call).
+
+        Returns tokens ``[B, n, T']``, log_probs ``[B, n, T']``, lengths ``[B, n]``, codes ``[B, n, L, H]`` and the
+        prior's log-probability of each latent sequence ``[B, n]`` (best first). Rescoring the candidates, e.g. with
+        the autoregressive teacher, is noisy parallel decoding (:mod:`vqnat.rescoring`).
         """
         enc, enc_pad = self.encode(src_tokens)
         lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad))  # (B,)
-        num_latents = lengths // self.factor  # (B,)
-        codes = self.greedy_latents(enc, enc_pad, int(num_latents.max()))  # (B, L, H)
+        codes, prior_scores = self.beam_latents(enc, enc_pad, lengths // self.factor, num_candidates)  # (B,n,L,H)
+        b, n = prior_scores.shape
+        out = self._decode_codes(codes.flatten(0, 1), lengths.repeat_interleave(n),
+                                 enc.repeat_interleave(n, dim=0), enc_pad.repeat_interleave(n, dim=0))
+        return (out.tokens.view(b, n, -1), out.log_probs.view(b, n, -1), out.lengths.view(b, n), codes,
+                prior_scores)
+
+    def _decode_codes(self, codes: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor) -> Translation:
+        """Codes ``[B, L, H]`` -> the decoder's argmax tokens ``[B, T']``, cut after the first EOS."""
         latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
         latents = latents.reshape(*codes.shape[:2], -1)  # (B, L, D)
         logits = self.decode(latents, lengths, enc, enc_pad)  # (B, T', V)
@@ -328,17 +355,61 @@ class LatentTransformerModel(BaseFairseqModel):
         keep = _length_mask(first_eos, tokens.shape[1])
         return Translation(tokens.masked_fill(~keep, self.pad), log_probs.masked_fill(~keep, 0.0), first_eos, codes)
 
+    def _prior_step_input(self, previous: Tensor, position: int) -> Tensor:
+        """Codes of the previous position ``[B, H]`` (BOS = K) -> the prior's input at ``position``: ``[B, 1, D]``."""
+        h, k = self.cfg.codebook_slices, self.cfg.codebook_size
+        offsets = torch.arange(h, device=previous.device) * (k + 1)
+        return (self.prior_embed(previous + offsets).sum(1) + self.position_table[position]).unsqueeze(1)
+
     def greedy_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: int) -> Tensor:
-        """Decode ``num_latents`` codes left to right with the prior's argmax: ``[B, L, H]``."""
-        b, h = enc.shape[0], self.cfg.codebook_slices
-        codes = torch.zeros(b, 0, h, dtype=torch.long, device=enc.device)
-        for _ in range(num_latents):
-            # Re-running the short prefix (L is |x| * ratio / 2^nc, about 8 for a 32-token sentence) costs less
-            # than keeping a key/value cache in PyTorch's layers; the last position's logits are the next code.
-            step = torch.cat([codes, codes.new_zeros(b, 1, h)], dim=1)
-            logits = self.prior_logits(step, enc, enc_pad)[:, -1]  # (B, H, K)
-            codes = torch.cat([codes, logits.argmax(-1).unsqueeze(1)], dim=1)
-        return codes
+        """Decode ``num_latents`` codes left to right with the prior's argmax: ``[B, L, H]``.
+
+        Uses key/value caches (:mod:`vqnat.modules.incremental`): each step runs one position through the prior.
+        """
+        b, h, k = enc.shape[0], self.cfg.codebook_slices, self.cfg.codebook_size
+        prior = IncrementalDecoder(self.prior)
+        state = prior.start(enc, enc_pad)
+        previous = torch.full((b, h), k, dtype=torch.long, device=enc.device)  # BOS
+        codes = []
+        for t in range(num_latents):
+            logits = self.prior_out(prior.step(self._prior_step_input(previous, t), state)[:, 0])  # (B, H*K)
+            previous = logits.view(b, h, k).argmax(-1)  # (B, H)
+            codes.append(previous)
+        return torch.stack(codes, 1) if codes else previous.new_zeros(b, 0, h)
+
+    def beam_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: Tensor, beam: int) -> tuple[Tensor, Tensor]:
+        """Beam search over latent sequences: ``num_latents [B]`` codes each (one codebook slice only).
+
+        Returns codes ``[B, beam, L, 1]`` (L = max num_latents; a sentence's codes past its own length are 0) and
+        their prior log-probabilities ``[B, beam]``, best first. Score = sum_l log p(c_l | c_<l, x).
+        """
+        if self.cfg.codebook_slices != 1:
+            raise ValueError("beam search over latents needs --codebook-slices 1 (a beam over H slices at once "
+                             "is not implemented)")
+        b, k = enc.shape[0], self.cfg.codebook_size
+        if beam > k:
+            raise ValueError(f"latent beam {beam} is larger than the codebook ({k} codes)")
+        prior = IncrementalDecoder(self.prior)
+        state = prior.start(enc.repeat_interleave(beam, dim=0), enc_pad.repeat_interleave(beam, dim=0))
+        scores = enc.new_full((b, beam), float("-inf"), dtype=torch.float32)
+        scores[:, 0] = 0.0  # all beams start as the same empty hypothesis: expand only the first
+        history = torch.zeros(b, beam, 0, dtype=torch.long, device=enc.device)
+        previous = torch.full((b * beam, 1), k, dtype=torch.long, device=enc.device)  # BOS
+        rows = torch.arange(b, device=enc.device).unsqueeze(1) * beam  # (B, 1)
+        finished_step = enc.new_full((k,), float("-inf"), dtype=torch.float32)
+        finished_step[0] = 0.0  # a sentence with all its latents only extends by code 0, at no cost
+        for t in range(int(num_latents.max())):
+            y = prior.step(self._prior_step_input(previous, t), state)  # (B*beam, 1, D)
+            log_probs = self.prior_out(y[:, 0]).float().log_softmax(-1).view(b, beam, k)
+            done = (num_latents <= t).view(b, 1, 1)
+            log_probs = torch.where(done, finished_step, log_probs)
+            top, index = (scores.unsqueeze(-1) + log_probs).view(b, beam * k).topk(beam, dim=-1)  # (B, beam)
+            origin, code = index // k, index % k
+            scores = top
+            history = torch.cat([history.gather(1, origin.unsqueeze(-1).expand(-1, -1, t)), code.unsqueeze(-1)], -1)
+            state.reorder((origin + rows).view(-1))
+            previous = code.view(-1, 1)
+        return history.unsqueeze(-1), scores
 
     def _positions(self, nonpad: Tensor) -> Tensor:
         positions = positions_from_mask(nonpad)  # (B, T)
