@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -48,19 +48,27 @@ class WhitespaceTokenizer:
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """How to decode. ``beam`` and ``max_len_*`` apply to autoregressive models only."""
+    """How to decode. ``beam`` and ``max_len_*`` apply to autoregressive models only; the rest to the NAT.
+
+    ``latent_beam``: beam search over the latents (1 = greedy); with a rescorer (``Translator.load(...,
+    rescorer=teacher checkpoint)``) the candidates are rescored by the teacher (noisy parallel decoding).
+    ``length_ratio`` / ``length_offset``: override the NAT's target-length rule at inference (None = as trained).
+    """
 
     beam: int = 1
     max_len_a: float = 1.2
     max_len_b: int = 10
     collapse_repeated_tokens: bool = False  # NAT clean-up: "a a b" -> "a b"
+    latent_beam: int = 1
+    length_ratio: float | None = None
+    length_offset: int | None = None
 
 
 class Translator:
     """A loaded model, its dictionaries and tokenizer. ``translate(list of str) -> list of str``."""
 
     def __init__(self, model: torch.nn.Module, task, tokenizer: TextTokenizer, options: DecodingOptions,
-                 checkpoint: str = "") -> None:
+                 checkpoint: str = "", rescorer: Translator | None = None) -> None:
         from vqnat.models.latent_transformer import LatentTransformerModel
 
         self.model = model.eval()
@@ -71,19 +79,52 @@ class Translator:
         self.kind: ModelKind = "nat" if isinstance(model, LatentTransformerModel) else "autoregressive"
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
         self.max_source_positions = _max_source_positions(model)
+        self.rescorer = rescorer
+        self._check_options()
         self.generator = self._build_generator()
+
+    def _check_options(self) -> None:
+        options = self.options
+        if options.latent_beam < 1:
+            raise ValueError(f"latent_beam must be >= 1, got {options.latent_beam}")
+        nat_only = options.latent_beam > 1 or self.rescorer is not None or options.length_ratio is not None \
+            or options.length_offset is not None
+        if self.kind != "nat":
+            if nat_only:
+                raise ValueError("latent beam, rescoring and length overrides apply to the latent transformer only")
+            return
+        if self.rescorer is not None:
+            if self.rescorer.kind != "autoregressive":
+                raise ValueError("the rescorer must be an autoregressive model (the teacher)")
+            if self.rescorer.src_dict != self.src_dict or self.rescorer.tgt_dict != self.tgt_dict:
+                raise ValueError("the rescorer's dictionaries differ from the latent transformer's: rescore with "
+                                 "the teacher it was distilled from")
+            if options.latent_beam < 2:
+                raise ValueError("rescoring needs candidates: set latent_beam >= 2")
+        cfg = self.model.cfg
+        if options.length_ratio is not None or options.length_offset is not None:
+            if cfg.length_predictor and options.length_ratio is not None:
+                raise ValueError("this model predicts lengths: only length_offset can be overridden")
+            self.model.cfg = replace(cfg, length_ratio=cfg.length_ratio if options.length_ratio is None
+                                     else options.length_ratio,
+                                     length_offset=cfg.length_offset if options.length_offset is None
+                                     else options.length_offset)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, checkpoint: str | Path, data_dir: str | Path | None = None,
              tokenizer: TextTokenizer | None = None, options: DecodingOptions | None = None,
-             device: str = "cpu") -> Translator:
+             device: str = "cpu", rescorer: str | Path | None = None) -> Translator:
         """Load a fairseq checkpoint (NAT or autoregressive) trained by vqnat or fairseq.
 
         ``data_dir`` holds the dictionaries (``dict.<lang>.txt``); by default the folder recorded at training.
         ``tokenizer``: by default the sentencepiece model of a ``vqnat prepare`` folder found in ``data_dir`` or
-        its parent, else whitespace tokens.
+        its parent, else whitespace tokens. ``rescorer``: an autoregressive checkpoint (the teacher) that picks
+        the best of the NAT's ``latent_beam`` candidates (noisy parallel decoding).
         """
+        scorer = None
+        if rescorer is not None:
+            scorer = cls.load(rescorer, data_dir=data_dir, tokenizer=tokenizer, device=device)
         from fairseq import checkpoint_utils
         from fairseq.models import FairseqEncoderDecoderModel
 
@@ -123,7 +164,8 @@ class Translator:
             raise ValueError(f"{path} holds a {type(model).__name__}, not a translation model")
         if tokenizer is None:
             tokenizer = _find_tokenizer(data)
-        return cls(model.to(device), task, tokenizer, options or DecodingOptions(), checkpoint=str(path))
+        return cls(model.to(device), task, tokenizer, options or DecodingOptions(), checkpoint=str(path),
+                   rescorer=scorer)
 
     # ------------------------------------------------------------------ translating
     @property
@@ -177,15 +219,24 @@ class Translator:
     def describe(self) -> dict[str, object]:
         """Settings worth showing to a user (e.g. by the server's /v1/models)."""
         params = sum(p.numel() for p in self.model.parameters())
-        return {"kind": self.kind, "checkpoint": self.checkpoint, "architecture": type(self.model).__name__,
-                "parameters": params, "beam": self.options.beam if self.kind == "autoregressive" else None,
-                "max_source_positions": self.max_source_positions, "device": str(self.device)}
+        info: dict[str, object] = {
+            "kind": self.kind, "checkpoint": self.checkpoint, "architecture": type(self.model).__name__,
+            "parameters": params, "beam": self.options.beam if self.kind == "autoregressive" else None,
+            "max_source_positions": self.max_source_positions, "device": str(self.device)}
+        if self.kind == "nat":
+            cfg = self.model.cfg
+            info.update(latent_beam=self.options.latent_beam, length_predictor=bool(cfg.length_predictor),
+                        length_ratio=cfg.length_ratio, length_offset=cfg.length_offset,
+                        rescorer=self.rescorer.checkpoint if self.rescorer else None)
+        return info
 
     def _build_generator(self):
         from vqnat.generation import LatentTransformerGenerator
 
         if self.kind == "nat":
-            return LatentTransformerGenerator(self.tgt_dict, self.options.collapse_repeated_tokens)
+            return LatentTransformerGenerator(self.tgt_dict, self.options.collapse_repeated_tokens,
+                                              latent_beam=self.options.latent_beam,
+                                              rescorer=self.rescorer.model if self.rescorer else None)
         from fairseq.sequence_generator import SequenceGenerator
 
         return SequenceGenerator([self.model], self.tgt_dict, beam_size=self.options.beam,

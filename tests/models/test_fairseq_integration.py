@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from tests.fixtures_fairseq import run_fairseq
 from vqnat.pipeline.fairseq_run import USER_DIR
@@ -65,6 +66,76 @@ def test_generate_translates_every_sentence(trained):
     ids = sorted(int(m) for m in re.findall(r"^H-(\d+)\t", out, flags=re.M))
     assert ids == list(range(NUM_TEST))
     assert re.search(r"BLEU", out)
+
+
+def test_generate_with_latent_beam_returns_the_nbest_candidates(trained):
+    data, checkpoint, _ = trained
+    out = run_fairseq("generate", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation",
+                      "--path", str(checkpoint), "--gen-subset", "test", "--batch-size", "4", "--latent-beam", "3",
+                      "--nbest", "3", "--required-batch-size-multiple", "1", "--scoring", "sacrebleu", "--cpu")
+    ids = [int(m) for m in re.findall(r"^H-(\d+)\t", out, flags=re.M)]
+    assert sorted(set(ids)) == list(range(NUM_TEST)) and len(ids) == 3 * NUM_TEST
+
+
+def test_noisy_parallel_decoding_picks_the_teachers_favourite(trained, teacher, real_pairs):
+    from vqnat.inference import DecodingOptions, Translator
+    from vqnat.rescoring import teacher_scores
+
+    data, checkpoint, _ = trained
+    sources = [s for s, _ in real_pairs[140:146]]
+    npd = Translator.load(checkpoint, data, options=DecodingOptions(latent_beam=4), rescorer=teacher)
+    assert npd.describe()["rescorer"] == str(teacher)
+    plain = Translator.load(checkpoint, data, options=DecodingOptions(latent_beam=4))
+    batch = [npd.encode(s) for s in sources]
+    sample = _sample(npd, batch)
+    rescored = npd.generator.generate([npd.model], sample)
+    by_prior = plain.generator.generate([plain.model], sample)
+    for row, prior_row in zip(rescored, by_prior, strict=True):
+        assert len(row) == 4
+        assert [h["score"] for h in row] == sorted((h["score"] for h in row), reverse=True)
+        # Same candidates, reordered: the teacher's choice is one of the prior's n best.
+        assert sorted(tuple(h["tokens"].tolist()) for h in row) == sorted(tuple(h["tokens"].tolist())
+                                                                          for h in prior_row)
+    # Each score is the teacher's mean log-probability, computed here one prefix at a time.
+    hyp = rescored[0][0]["tokens"]
+    src = sample["net_input"]["src_tokens"][:1]
+    model, eos = npd.rescorer.model, npd.tgt_dict.eos()
+    total = 0.0
+    for t in range(len(hyp)):
+        previous = torch.cat([hyp.new_tensor([eos]), hyp[:t]]).unsqueeze(0)
+        log_probs = model.get_normalized_probs(model(src, sample["net_input"]["src_lengths"][:1], previous),
+                                               log_probs=True)
+        total += float(log_probs[0, -1, hyp[t]].detach())
+    assert rescored[0][0]["score"] == pytest.approx(total / len(hyp), abs=1e-4)
+    score = teacher_scores(model, src, sample["net_input"]["src_lengths"][:1], [hyp], npd.tgt_dict.pad(), eos)
+    assert float(score[0]) == pytest.approx(total / len(hyp), abs=1e-4)
+    assert len(npd.translate(sources)) == len(sources)
+    with pytest.raises(ValueError, match="candidates"):
+        Translator.load(checkpoint, data, rescorer=teacher)  # rescoring a single candidate is meaningless
+    with pytest.raises(ValueError, match="autoregressive"):
+        Translator.load(checkpoint, data, options=DecodingOptions(latent_beam=2), rescorer=checkpoint)
+    with pytest.raises(ValueError, match="latent transformer only"):
+        Translator.load(teacher, data, options=DecodingOptions(latent_beam=2))
+
+
+def test_length_rule_can_be_overridden_at_inference(trained, real_pairs):
+    from vqnat.inference import DecodingOptions, Translator
+
+    data, checkpoint, _ = trained
+    short = Translator.load(checkpoint, data, options=DecodingOptions(length_ratio=0.5, length_offset=0))
+    long = Translator.load(checkpoint, data, options=DecodingOptions(length_ratio=3.0, length_offset=8))
+    src = short.encode(real_pairs[140][0])
+    lengths = torch.tensor([len(src)])
+    assert int(short.model.target_lengths(lengths)) < int(long.model.target_lengths(lengths))
+    assert int(long.model.target_lengths(lengths)) == -(-(3 * len(src) + 8) // 8) * 8
+    assert long.describe()["length_ratio"] == 3.0
+
+
+def _sample(translator, batch):
+    from fairseq.data import data_utils
+
+    src = data_utils.collate_tokens(batch, translator.src_dict.pad(), translator.src_dict.eos(), left_pad=True)
+    return {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(t) for t in batch])}}
 
 
 def test_checkpoint_loads_with_plugin_registered(trained):
@@ -146,6 +217,7 @@ def test_model_options_do_not_shadow_fairseq_options():
     """fairseq flattens every config into one argparse namespace: a model field named like a fairseq option
     (e.g. ``ema_decay`` vs fairseq's --ema-decay) silently takes fairseq's value."""
     from fairseq import options
+    from fairseq.tasks.translation import TranslationConfig
 
     from vqnat.models.latent_transformer import LatentTransformerConfig
 
@@ -156,3 +228,7 @@ def test_model_options_do_not_shadow_fairseq_options():
     shared_on_purpose = {"max_source_positions", "max_target_positions", "dropout", "_name"}
     clashes = (set(LatentTransformerConfig.__dataclass_fields__) & fairseq_names) - shared_on_purpose
     assert not clashes, clashes
+    from vqnat.tasks.latent_translation import LatentTranslationConfig
+
+    task_own = set(LatentTranslationConfig.__dataclass_fields__) - set(TranslationConfig.__dataclass_fields__)
+    assert task_own and not task_own & fairseq_names, task_own & fairseq_names

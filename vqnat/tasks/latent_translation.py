@@ -15,6 +15,9 @@ TASK_NAME = "vqnat_translation"
 class LatentTranslationConfig(TranslationConfig):
     collapse_repeated_tokens: bool = field(
         default=False, metadata={"help": "at decoding, drop consecutive repeated tokens (a common NAT clean-up)"})
+    latent_beam: int = field(
+        default=1, metadata={"help": "at decoding, beam search over the latents with this many hypotheses (1 = "
+                                     "greedy); with --nbest, the candidates best first by the prior's score"})
 
 
 @register_task(TASK_NAME, dataclass=LatentTranslationConfig)
@@ -28,7 +31,8 @@ class LatentTranslationTask(TranslationTask):
 
         if all(isinstance(m, LatentTransformerModel) for m in models):
             return LatentTransformerGenerator(self.target_dictionary,
-                                              collapse_repeated_tokens=self.cfg.collapse_repeated_tokens)
+                                              collapse_repeated_tokens=self.cfg.collapse_repeated_tokens,
+                                              latent_beam=self.cfg.latent_beam)
         # Autoregressive models (e.g. the teacher) decode with fairseq's beam search as usual.
         return super().build_generator(models, args, seq_gen_cls=seq_gen_cls,
                                        extra_gen_cls_kwargs=extra_gen_cls_kwargs)
