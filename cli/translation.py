@@ -26,6 +26,13 @@ DATA = typer.Option(..., "--data", "-d", help="Folder written by `vqnat prepare`
 SAVE_DIR = typer.Option(..., "--save-dir", "-s", help="Where checkpoints go; an existing checkpoint_last.pt is "
                                                       "resumed, so an interrupted run loses nothing.")
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
+# NAT decoding options shared by translate and evaluate.
+LATENT_BEAM = typer.Option(1, min=1, help="NAT: beam search over the latents (1 = greedy).")
+RESCORE_WITH = typer.Option(None, help="NAT: teacher checkpoint that picks the best of the --latent-beam "
+                                       "candidates (noisy parallel decoding).")
+LENGTH_RATIO = typer.Option(None, help="NAT: decode ratio * source length (+ offset) positions instead of the "
+                                       "trained rule.")
+LENGTH_OFFSET = typer.Option(None, help="NAT: extra positions (with --length-ratio, or the length predictor's).")
 
 
 def _budget(max_epoch: int, max_update: int, max_tokens: int, lr: float, warmup: int, seed: int) -> TrainBudget:
@@ -139,18 +146,25 @@ def translate(
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only; 1 = greedy)."),
     collapse_repeats: bool = typer.Option(False, help="NAT: drop consecutive repeated tokens."),
+    latent_beam: int = LATENT_BEAM,
+    rescore_with: Path | None = RESCORE_WITH,
+    length_ratio: float | None = LENGTH_RATIO,
+    length_offset: int | None = LENGTH_OFFSET,
     device: str = DEVICE,
 ) -> None:
     """Translate text, one sentence per line, with a NAT or an autoregressive checkpoint.
 
     Example: echo "In the beginning was the Word." | vqnat translate --model work/nat-soft/checkpoint_best.pt
+
+    Noisy parallel decoding: --latent-beam 4 --rescore-with work/teacher/checkpoint_best.pt
     """
     _check_device(device)
     if input != "-" and not Path(input).is_file():
         raise ValueError(f"input file not found: {input}")
     text = sys.stdin.read() if input == "-" else Path(input).read_text(encoding="utf-8")
-    translator = Translator.load(model, data_dir=data_dir, device=device,
-                                 options=DecodingOptions(beam=beam, collapse_repeated_tokens=collapse_repeats))
+    options = DecodingOptions(beam=beam, collapse_repeated_tokens=collapse_repeats, latent_beam=latent_beam,
+                              length_ratio=length_ratio, length_offset=length_offset)
+    translator = Translator.load(model, data_dir=data_dir, device=device, options=options, rescorer=rescore_with)
     result = "\n".join(translator.translate(text.splitlines(), batch_size=batch_size)) + "\n"
     if output == "-":
         sys.stdout.write(result)
@@ -166,6 +180,10 @@ def evaluate_translation(
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only)."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
+    latent_beam: int = LATENT_BEAM,
+    rescore_with: Path | None = RESCORE_WITH,
+    length_ratio: float | None = LENGTH_RATIO,
+    length_offset: int | None = LENGTH_OFFSET,
     device: str = DEVICE,
 ) -> None:
     """sacreBLEU and chrF (with signatures) of a checkpoint on a prepared split.
@@ -173,8 +191,10 @@ def evaluate_translation(
     Example: vqnat evaluate translation --model work/teacher/checkpoint_best.pt --data work/bible --beam 4
     """
     _check_device(device)
-    result = evaluate_checkpoint(model, data, split=split, batch_size=batch_size,
-                                 options=DecodingOptions(beam=beam), device=device)
+    options = DecodingOptions(beam=beam, latent_beam=latent_beam, length_ratio=length_ratio,
+                              length_offset=length_offset)
+    result = evaluate_checkpoint(model, data, split=split, batch_size=batch_size, options=options, device=device,
+                                 rescorer=rescore_with)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     typer.echo(text)
     if json_out:
@@ -189,6 +209,8 @@ def bench(
     data: Path = DATA,
     hard_nat: Path | None = typer.Option(None, help="Optional hard-EM latent transformer, timed too."),
     deep_shallow: Path | None = typer.Option(None, help="Optional deep-encoder/shallow-decoder AR baseline."),
+    npd: int = typer.Option(0, min=0, help="Also time noisy parallel decoding: the teacher rescores this many "
+                                           "latent-beam candidates of the NAT (0 = off)."),
     split: str = typer.Option("test", help="Prepared split to translate."),
     limit: int = typer.Option(0, min=0, help="Use only the first N sentences (0 = all)."),
     large_batch: int = typer.Option(128, min=1, help="Sentences per call in the large-batch run."),
@@ -203,6 +225,8 @@ def bench(
     --data work/bible-distilled
     """
     systems = [System("nat soft" if hard_nat else "nat", nat, DecodingOptions())]
+    if npd:
+        systems.append(System(f"{systems[0].name} + NPD {npd}", nat, DecodingOptions(latent_beam=npd), teacher))
     if hard_nat:
         systems.append(System("nat hard", hard_nat, DecodingOptions()))
     systems += [System("teacher greedy", teacher, DecodingOptions(beam=1)),

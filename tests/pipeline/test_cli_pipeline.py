@@ -54,6 +54,17 @@ def test_translate_reads_stdin_and_writes_lines(pipeline, tiny_bible_bin):
     assert len(result.stdout.splitlines()) == 5
 
 
+def test_translate_with_noisy_parallel_decoding(pipeline, tiny_bible_bin):
+    _, teacher, nat = pipeline
+    sources = [p.src for p in tiny_bible_bin.test[:4]]
+    result = runner.invoke(app, ["translate", "--model", str(nat), "--latent-beam", "3", "--rescore-with",
+                                 str(teacher)], input="\n".join(sources) + "\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 4
+    bad = runner.invoke(app, ["translate", "--model", str(teacher), "--latent-beam", "3"], input="a\n")
+    assert bad.exit_code == 1 and "latent transformer only" in bad.output and "Traceback" not in bad.output
+
+
 def test_evaluate_reports_sacrebleu_signature(pipeline, tmp_path):
     work, teacher, _ = pipeline
     out = tmp_path / "eval.json"
@@ -63,13 +74,23 @@ def test_evaluate_reports_sacrebleu_signature(pipeline, tmp_path):
     assert result["bleu_signature"].startswith("nrefs:1") and 0 <= result["bleu"] <= 100
 
 
+def test_evaluate_nat_with_a_length_override(pipeline, tmp_path):
+    work, _, nat = pipeline
+    out = tmp_path / "eval.json"
+    invoke("evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"), "--length-ratio",
+           "1.0", "--length-offset", "2", "--json", str(out))
+    assert json.loads(out.read_text())["sentences"] == 50
+
+
 def test_bench_writes_table_json_and_plot(pipeline, tmp_path):
     work, teacher, nat = pipeline
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     output = invoke("bench", "--nat", str(nat), "--teacher", str(teacher), "--data", str(work / "distilled"),
-                    "--limit", "8", "--large-batch", "4", "--threads", "1", "--out", str(out), "--plot", str(plot))
+                    "--limit", "8", "--large-batch", "4", "--threads", "1", "--npd", "2", "--out", str(out),
+                    "--plot", str(plot))
     report = json.loads(out.read_text())
-    assert set(report["systems"]) == {"nat", "teacher greedy", "teacher beam 4"}
+    assert set(report["systems"]) == {"nat", "nat + NPD 2", "teacher greedy", "teacher beam 4"}
+    assert report["systems"]["nat + NPD 2"]["rescorer"] == str(teacher)
     greedy = report["systems"]["teacher greedy"]
     assert greedy["speedup_batch1"] == 1.0
     for row in report["systems"].values():

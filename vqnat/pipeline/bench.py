@@ -28,9 +28,12 @@ logger = logging.getLogger(__name__)
 
 
 class System(NamedTuple):
+    """One row of the comparison; ``rescorer``: teacher checkpoint for noisy parallel decoding (NAT only)."""
+
     name: str
     checkpoint: Path
     options: DecodingOptions
+    rescorer: Path | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -54,7 +57,8 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
     torch.set_num_threads(threads)
     translators = {}
     for system in systems:
-        translators[system.name] = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options)
+        translators[system.name] = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options,
+                                                   rescorer=system.rescorer)
         for sentence in sources[:warmup]:
             translators[system.name].translate([sentence])
     if progress:
@@ -80,7 +84,9 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
         quality = score(hypotheses[name], references)
         best = min(seconds[name])
         results[name] = {"checkpoint": str(system.checkpoint), "kind": translators[name].kind,
-                         "beam": system.options.beam, "parameters": translators[name].describe()["parameters"],
+                         "beam": system.options.beam, "latent_beam": system.options.latent_beam,
+                         "rescorer": str(system.rescorer) if system.rescorer else None,
+                         "parameters": translators[name].describe()["parameters"],
                          "batch1_median_ms": round(statistics.median(latencies[name]), 2),
                          "batch1_p90_ms": round(percentile(latencies[name], 90), 2),
                          "large_batch_sentences_per_s": round(len(sources) / best, 1),
