@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--max-tokens", type=int, default=8192)
     parser.add_argument("--nat-arch", default="vqnat_lt_cpu")
+    parser.add_argument("--warmup", type=int, default=500, help="warm-up updates of every training")
     parser.add_argument("--variants", default="soft,hard", help=f"comma-separated: {', '.join(NAT_VARIANTS)}")
     parser.add_argument("--distilled", type=Path, default=None, help="skip teacher + distillation, use this folder")
     parser.add_argument("--export", default="", help="comma-separated runs (e.g. nat_soft,deep_shallow) to write "
@@ -96,7 +97,7 @@ def main() -> None:
         return ["--stop-time-hours", str(hours), "--validate-interval", "5"]
 
     folder = open_prepared(args.prepared)
-    fast = TrainBudget(max_epoch=500, max_tokens=args.max_tokens, lr=1e-3, warmup_updates=500)
+    fast = TrainBudget(max_epoch=500, max_tokens=args.max_tokens, lr=1e-3, warmup_updates=args.warmup)
     deep_shallow = {"deep_shallow": teacher_train_args(folder.data_bin, args.work / "deep_shallow",
                                                        "cpu-deep-shallow", fast, cpu=cpu) + budget(args.teacher_hours)}
     systems: dict[str, tuple[str, int]] = {"deep-shallow greedy": ("deep_shallow", 1)}
