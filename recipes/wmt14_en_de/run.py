@@ -373,7 +373,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--teacher-max-tokens", type=int, default=TEACHER_MAX_TOKENS, help="tokens per GPU per step")
     size.add_argument("--teacher-batch-tokens", type=int, default=REFERENCE_GPUS * TEACHER_MAX_TOKENS,
                       help="tokens per update, all GPUs and --update-freq together")
-    size.add_argument("--teacher-extra", default="", help="more fairseq-train options, e.g. --teacher-extra='--seed 2'")
+    size.add_argument("--teacher-extra", default="",
+                      help="more fairseq-train options, e.g. --teacher-extra='--clip-norm 1.0'")
     size.add_argument("--distill-max-tokens", type=int, default=8192, help="tokens per beam-search batch")
     size.add_argument("--nat-arch", default=NAT_ARCH, help="latent transformer preset")
     size.add_argument("--nat-updates", type=int, default=NAT_UPDATES)
