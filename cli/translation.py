@@ -211,6 +211,8 @@ def bench(
     deep_shallow: Path | None = typer.Option(None, help="Optional deep-encoder/shallow-decoder AR baseline."),
     npd: int = typer.Option(0, min=0, help="Also time noisy parallel decoding: the teacher rescores this many "
                                            "latent-beam candidates of the NAT (0 = off)."),
+    extra_nat: list[str] = typer.Option([], help="More NAT rows, NAME=CHECKPOINT (repeatable), e.g. another "
+                                                 "length rule."),
     split: str = typer.Option("test", help="Prepared split to translate."),
     limit: int = typer.Option(0, min=0, help="Use only the first N sentences (0 = all)."),
     large_batch: int = typer.Option(128, min=1, help="Sentences per call in the large-batch run."),
@@ -229,6 +231,11 @@ def bench(
         systems.append(System(f"{systems[0].name} + NPD {npd}", nat, DecodingOptions(latent_beam=npd), teacher))
     if hard_nat:
         systems.append(System("nat hard", hard_nat, DecodingOptions()))
+    for item in extra_nat:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise ValueError(f"--extra-nat takes NAME=CHECKPOINT, got {item!r}")
+        systems.append(System(name, Path(path), DecodingOptions()))
     systems += [System("teacher greedy", teacher, DecodingOptions(beam=1)),
                 System("teacher beam 4", teacher, DecodingOptions(beam=4))]
     if deep_shallow:

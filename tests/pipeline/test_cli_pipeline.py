@@ -87,9 +87,9 @@ def test_bench_writes_table_json_and_plot(pipeline, tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     output = invoke("bench", "--nat", str(nat), "--teacher", str(teacher), "--data", str(work / "distilled"),
                     "--limit", "8", "--large-batch", "4", "--threads", "1", "--npd", "2", "--out", str(out),
-                    "--plot", str(plot))
+                    "--plot", str(plot), "--extra-nat", f"nat again={nat}")
     report = json.loads(out.read_text())
-    assert set(report["systems"]) == {"nat", "nat + NPD 2", "teacher greedy", "teacher beam 4"}
+    assert set(report["systems"]) == {"nat", "nat + NPD 2", "nat again", "teacher greedy", "teacher beam 4"}
     assert report["systems"]["nat + NPD 2"]["rescorer"] == str(teacher)
     greedy = report["systems"]["teacher greedy"]
     assert greedy["speedup_batch1"] == 1.0
@@ -106,6 +106,8 @@ def test_bench_writes_table_json_and_plot(pipeline, tmp_path):
         (["translate", "--model", "/nonexistent.pt"], "checkpoint not found"),
         (["train", "nat", "--data", "{data}", "--save-dir", "/tmp/x", "--arch", "nope"], "unknown latent"),
         (["bench", "--nat", "/no.pt", "--teacher", "/no.pt", "--data", "/nonexistent"], "not a prepared folder"),
+        (["bench", "--nat", "/no.pt", "--teacher", "/no.pt", "--data", "{data}", "--extra-nat", "x"],
+         "NAME=CHECKPOINT"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(tiny_bible_bin, args, message):
