@@ -39,7 +39,8 @@ def main() -> None:
 
     cfg = LatentTransformerConfig(embed_dim=128, ffn_dim=256, attention_heads=4, encoder_layers=2, decoder_layers=2,
                                   autoencoder_layers=1, prior_layers=1, codebook_size=512,
-                                  kmeans_init=args.init != "plain", reseed_dead_codes=args.init == "reseed")
+                                  no_kmeans_init=args.init == "plain",
+                                  no_reseed_dead_codes=args.init != "reseed")
     model = LatentTransformerModel(cfg, d, d).train()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     shown = ("recon_loss", "prior_loss", "token_accuracy", "perplexity", "dead_fraction")

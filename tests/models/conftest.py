@@ -43,7 +43,7 @@ def tiny_model(d: Dictionary, **overrides) -> LatentTransformerModel:
     # Random codes and no reseeding: on a handful of sentences (a few dozen latents) most codes are always unused,
     # so reseeding would keep moving them and the tests are about the model's mechanics, not codebook health.
     sizes = dict(embed_dim=32, ffn_dim=64, attention_heads=2, encoder_layers=1, decoder_layers=1,
-                 autoencoder_layers=1, prior_layers=1, codebook_size=32, dropout=0.0, kmeans_init=False,
-                 reseed_dead_codes=False)
+                 autoencoder_layers=1, prior_layers=1, codebook_size=32, dropout=0.0, no_kmeans_init=True,
+                 no_reseed_dead_codes=True)
     sizes.update(overrides)
     return LatentTransformerModel(LatentTransformerConfig(**sizes), d, d)

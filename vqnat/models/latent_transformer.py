@@ -68,9 +68,12 @@ class LatentTransformerConfig(FairseqDataclass):
     # Both on by default: with random N(0, 1) codes nearly every latent picks the same few codes from the first step.
     # results/codebook_usage_bible.txt (3k Bible pairs, 512 codes, 120 updates): usage perplexity 3.9 with random
     # codes, 29.7 with k-means init, 157 with k-means init + reseeding; reconstruction loss 3.71 / 3.65 / 3.60.
-    # --no-kmeans-init --no-reseed-dead-codes restore the paper's setting.
-    kmeans_init: bool = field(default=True, metadata={"help": "k-means init of the codebook on the first batch"})
-    reseed_dead_codes: bool = field(default=True, metadata={"help": "move dead codes onto encoder outputs"})
+    # --no-kmeans-init --no-reseed-dead-codes restore the paper's setting. (Negative names on purpose: fairseq turns
+    # a boolean field that defaults to True into a flag that sets it to False, so `--kmeans-init` would switch off.)
+    no_kmeans_init: bool = field(default=False, metadata={
+        "help": "start from random codes instead of k-means on the first batch (the paper's setting)"})
+    no_reseed_dead_codes: bool = field(default=False, metadata={
+        "help": "never move dead codes onto encoder outputs (the paper's setting)"})
     prior_warmup_updates: int = field(default=0, metadata={"help": "the prior loss is off for this many updates "
                                                                    "(lets the codebook settle first)"})
     decoder_gold_mix_updates: int = field(default=0, metadata={
@@ -160,7 +163,8 @@ class LatentTransformerModel(BaseFairseqModel):
         self.bottleneck = VectorQuantizer(
             d, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
             temperature=cfg.softmax_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.beta,
-            num_slices=cfg.codebook_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes)
+            num_slices=cfg.codebook_slices, kmeans_init=not cfg.no_kmeans_init,
+            reseed_dead_codes=not cfg.no_reseed_dead_codes)
         self.decompress = Decompressor(d, cfg.compress_steps, p)
         self.decoder = CrossAttentionStack(d, cfg.decoder_layers, heads, ffn, p, causal=False)
         self.output_projection = nn.Linear(d, len(tgt_dict), bias=False)

@@ -89,7 +89,8 @@ def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam
                                  "train_sentences": len(hyps), "targets_changed": changed}
     if validate and "valid" in splits:
         report["teacher_valid"] = evaluate_checkpoint(teacher, folder.root, split="valid",
-                                                      options=DecodingOptions(beam=beam))
+                                                      options=DecodingOptions(beam=beam),
+                                                      device="cpu" if cpu else "cuda")
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
 
