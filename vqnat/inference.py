@@ -212,7 +212,8 @@ class Translator:
         hypos = self.generator.generate([self.model], sample)
         out = []
         for hypo in hypos:
-            pieces = self.tgt_dict.string(hypo[0]["tokens"].int().cpu(), extra_symbols_to_ignore={self.tgt_dict.eos()})
+            # A list, not a tensor: fairseq's Dictionary.string reads a tensor one element (one small op) at a time.
+            pieces = self.tgt_dict.string(hypo[0]["tokens"].tolist(), extra_symbols_to_ignore={self.tgt_dict.eos()})
             out.append(self.tokenizer.decode(pieces))
         return out
 

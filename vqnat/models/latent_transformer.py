@@ -236,8 +236,9 @@ class LatentTransformerModel(BaseFairseqModel):
         return self.length_out(pooled)
 
     def decode(self, latents: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor,
-               gold: Tensor | None = None) -> Tensor:
-        """Parallel decoder: latents ``[B, L, D]`` -> token logits ``[B, L * 2^nc, V]`` in one pass.
+               gold: Tensor | None = None, project: bool = True) -> Tensor:
+        """Parallel decoder: latents ``[B, L, D]`` -> token logits ``[B, L * 2^nc, V]`` in one pass (or, with
+        ``project=False``, the hidden states ``[B, L * 2^nc, D]`` before the output projection).
 
         ``lengths [B]`` (multiples of 2^nc) mask each sentence's own positions; ``gold [B, T', D]`` (training
         warm-up only) replaces a random subset of decoder inputs by the gold target embeddings.
@@ -248,7 +249,7 @@ class LatentTransformerModel(BaseFairseqModel):
         pad_mask = _length_mask(lengths, x.shape[1]).logical_not()  # (B, T')
         x = self.dropout(x + self._positions(~pad_mask))
         h = self.decoder(x, pad_mask, enc, enc_pad)
-        return self.output_projection(h)  # (B, T', V)
+        return self.output_projection(h) if project else h  # (B, T', V) or (B, T', D)
 
     def prior_logits(self, codes: Tensor, enc: Tensor, enc_pad: Tensor) -> Tensor:
         """Teacher-forced prior: codes ``[B, L, H]`` -> logits ``[B, L, H, K]`` for each position from the codes
@@ -349,10 +350,15 @@ class LatentTransformerModel(BaseFairseqModel):
         """Codes ``[B, L, H]`` -> the decoder's argmax tokens ``[B, T']``, cut after the first EOS."""
         latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
         latents = latents.reshape(*codes.shape[:2], -1)  # (B, L, D)
-        logits = self.decode(latents, lengths, enc, enc_pad)  # (B, T', V)
-        log_probs, tokens = logits.float().log_softmax(-1).max(-1)  # (B, T') each
-        valid = _length_mask(lengths, tokens.shape[1])
-        tokens = tokens.masked_fill(~valid, self.pad)
+        hidden = self.decode(latents, lengths, enc, enc_pad, project=False)  # (B, T', D)
+        valid = _length_mask(lengths, hidden.shape[1])  # (B, T')
+        # Project only each sentence's own positions (not the batch padding) onto the vocabulary; the argmax's
+        # log-probability is max - logsumexp, without materialising log_softmax over V.
+        logits = self.output_projection(hidden[valid]).float()  # (N, V)
+        best, index = logits.max(-1)  # (N,)
+        tokens = torch.full(valid.shape, self.pad, dtype=torch.long, device=hidden.device)
+        log_probs = hidden.new_zeros(valid.shape, dtype=torch.float32)
+        tokens[valid], log_probs[valid] = index, best - logits.logsumexp(-1)
         is_eos = tokens.eq(self.eos) & valid
         # Length up to the first EOS; without an EOS, the whole T'_b (an EOS is appended by the caller).
         first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
