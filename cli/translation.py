@@ -89,6 +89,9 @@ def train_nat(
     num_samples: int = typer.Option(10, help="Soft-EM samples per latent (m)."),
     codebook_size: int = typer.Option(0, help="Codes K (0 = the preset's; the paper uses 4096)."),
     prior_warmup: int = typer.Option(0, help="Updates before the latent prior's loss is switched on."),
+    length_rule: str = typer.Option("predictor", help="Target length: predictor (a length classifier + 2 "
+                                                      "positions; measured better) or ratio (the reference's "
+                                                      "ratio * source length; see --length-ratio)."),
     max_epoch: int = typer.Option(8, help="Epochs."),
     max_update: int = typer.Option(0, help="Stop after this many updates (0 = no limit)."),
     max_tokens: int = typer.Option(4096, help="Tokens per batch."),
@@ -110,7 +113,7 @@ def train_nat(
         extra += ["--codebook-size", str(codebook_size)]
     args = nat_train_args(folder.data_bin, save_dir, arch, bottleneck,
                           _budget(max_epoch, max_update, max_tokens, lr, warmup, seed), extra=extra,
-                          cpu=_check_device(device))
+                          cpu=_check_device(device), length_rule=length_rule)
     save_dir.mkdir(parents=True, exist_ok=True)
     run_fairseq("train", args + ctx.args, log_path=save_dir / "train.log", echo=True)
     typer.echo(f"latent transformer checkpoints in {save_dir} (checkpoint_best.pt, checkpoint_last.pt)")

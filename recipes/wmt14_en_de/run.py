@@ -236,7 +236,7 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
                        "--codebook-size", str(CODEBOOK_SIZE), "--prior-warmup", str(args.startup_updates),
                        "--max-epoch", "0", "--max-update", str(args.nat_updates),
                        "--max-tokens", str(args.nat_max_tokens), "--lr", NAT_LR, "--warmup", str(args.warmup),
-                       "--seed", str(args.seed), *device,
+                       "--seed", str(args.seed), "--length-rule", "ratio", *device,  # the paper's 2 x source
                        # the rest goes through to fairseq-train (model and criterion options)
                        "--compress-steps", str(COMPRESS_STEPS), "--beta", BETA, "--codebook-decay", CODEBOOK_DECAY,
                        "--codebook-eps", CODEBOOK_EPS, "--length-ratio", LENGTH_RATIO, "--length-offset", "0",

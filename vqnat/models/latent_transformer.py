@@ -447,8 +447,10 @@ def _preset(name: str, **sizes: int) -> None:
 
 _preset("vqnat_lt_tiny", embed_dim=32, ffn_dim=64, attention_heads=2, encoder_layers=1, decoder_layers=1,
         autoencoder_layers=1, prior_layers=1, codebook_size=64)
+# prior_layers=2: what the Bible GPU runs used (results/gpu_pipeline_bible_h200.json); the prior's steps are cheap
+# with key/value caches.
 _preset("vqnat_lt_cpu", embed_dim=256, ffn_dim=1024, attention_heads=4, encoder_layers=3, decoder_layers=3,
-        autoencoder_layers=1, prior_layers=1, codebook_size=1024)
+        autoencoder_layers=1, prior_layers=2, codebook_size=1024)
 _preset("vqnat_lt_small", embed_dim=384, ffn_dim=1536, attention_heads=6, encoder_layers=3, decoder_layers=3,
         autoencoder_layers=2, prior_layers=2)
 _preset("vqnat_lt_base", embed_dim=512, ffn_dim=4096, attention_heads=8, encoder_layers=6, decoder_layers=6)
