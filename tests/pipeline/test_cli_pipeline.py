@@ -77,9 +77,13 @@ def test_evaluate_reports_sacrebleu_signature(pipeline, tmp_path):
 def test_evaluate_nat_with_a_length_override(pipeline, tmp_path):
     work, _, nat = pipeline
     out = tmp_path / "eval.json"
-    invoke("evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"), "--length-ratio",
-           "1.0", "--length-offset", "2", "--json", str(out))
+    # `vqnat train nat` trains a length predictor by default: its margin can change, a ratio cannot apply.
+    invoke("evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"), "--length-offset",
+           "6", "--json", str(out))
     assert json.loads(out.read_text())["sentences"] == 50
+    result = runner.invoke(app, ["evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"),
+                                 "--length-ratio", "1.0"])
+    assert result.exit_code == 1 and "predicts lengths" in result.output and "Traceback" not in result.output
 
 
 def test_bench_writes_table_json_and_plot(pipeline, tmp_path):
