@@ -39,21 +39,24 @@ def test_target_length_follows_the_ratio_rule(word_dict):
 
 def test_length_predictor_sets_the_padded_length(word_dict):
     model = tiny_model(word_dict, length_predictor=True, length_offset=2).eval()
-    src_len = torch.tensor([3, 3])
+    src_len = torch.tensor([3, 20])
     # Training: |y| + offset, rounded up to a multiple of 2^nc, whatever the source length.
     assert model.target_lengths(src_len, torch.tensor([6, 7])).tolist() == [8, 16]
-    # Inference: the predicted class + offset. Force the predictor to say 13 and 30 tokens.
+    # Inference: the predicted class + offset, at most ratio * |x| + offset. Force the predictor to say 13 and 30.
     logits = torch.full((2, 256), -10.0)
     logits[0, 13], logits[1, 30] = 10.0, 10.0
-    assert model.target_lengths(src_len, length_logits=logits).tolist() == [16, 32]
+    assert model.target_lengths(src_len, length_logits=logits).tolist() == [8, 32]  # min(13, 2*3)+2 -> 8; 30+2 -> 32
     with pytest.raises(ValueError, match="length_logits"):
         model.target_lengths(src_len)
     with torch.no_grad():
         model.length_out.weight.zero_()
         model.length_out.bias.fill_(-10.0)
-        model.length_out.bias[21] = 10.0  # predicts 21 tokens for every source -> T' = 8 * ceil(23 / 8) = 24
-    src, lengths = encode_batch(["In the beginning", "And God said"], word_dict)
+        model.length_out.bias[21] = 10.0  # predicts 21 tokens for every source
+    src, lengths = encode_batch(["In the beginning God created the heavens and the earth", "And God said"],
+                                word_dict)  # 11 and 4 tokens: 21 + 2 -> 24 positions; capped at 2 * 4 + 2 -> 16
     assert model.translate(src, lengths).tokens.shape[1] == 24
+    assert model.target_lengths(lengths, length_logits=model.predict_length_logits(*model.encode(src))).tolist() \
+        == [24, 16]
 
 
 def test_length_predictor_learns_real_target_lengths(real_pairs, word_dict):

@@ -17,7 +17,8 @@ of two rules (``--length-predictor``):
   2^nc ceil((ratio |x| + offset) / 2^nc) at inference; the decoder predicts where the sentence ends.
 - length predictor: a linear classifier over lengths 0..255 on the mean-pooled source encoding, trained with
   cross-entropy on |y| (EOS included; weight ``--length-loss-weight``); T' = 2^nc ceil((l + offset) / 2^nc) with
-  l = |y| in training and l = argmax at inference, so ``--length-offset`` is a safety margin of extra positions.
+  l = |y| in training and l = min(argmax, ratio |x|) at inference, so ``--length-offset`` is a safety margin of
+  extra positions and the ratio (2 by default) caps what an untrained or confused predictor can ask for.
   It decodes fewer positions than a generous ratio (cheaper), at the risk of cutting a sentence it underestimates.
 """
 
@@ -211,7 +212,8 @@ class LatentTransformerModel(BaseFairseqModel):
         """T'_b ``[B]``, a multiple of 2^nc (see the module docstring for both rules).
 
         Ratio rule: ``ratio * |x| + offset``, at least ``|y|`` in training (``tgt_lengths`` given).
-        Length predictor: ``|y| + offset`` in training, ``argmax(length_logits) + offset`` at inference.
+        Length predictor: ``|y| + offset`` in training, ``min(argmax(length_logits), ratio * |x|) + offset`` at
+        inference.
         """
         if self.length_out is None:
             length = torch.ceil(src_lengths.float() * self.cfg.length_ratio + self.cfg.length_offset).long()
@@ -220,7 +222,10 @@ class LatentTransformerModel(BaseFairseqModel):
         elif tgt_lengths is not None:
             length = tgt_lengths + self.cfg.length_offset
         elif length_logits is not None:
-            length = length_logits.argmax(-1) + self.cfg.length_offset
+            # Capped by the ratio rule's length: a predictor that has not learned yet (or a garbled source) must
+            # not ask for hundreds of positions.
+            cap = torch.ceil(src_lengths.float() * self.cfg.length_ratio).long()
+            length = torch.minimum(length_logits.argmax(-1), cap) + self.cfg.length_offset
         else:
             raise ValueError("a model with a length predictor needs length_logits (or the target lengths)")
         length = length.clamp_min(1)
