@@ -124,23 +124,29 @@ def format_table(report: dict[str, object]) -> str:
 
 
 def plot_report(report: dict[str, object], path: str | Path) -> None:
-    """Bar charts: batch-1 median latency and large-batch throughput per system, BLEU in the labels."""
+    """Horizontal bar charts (one row per system, BLEU in its label): batch-1 median latency and large-batch
+    throughput, with each bar's value written next to it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     systems = report["systems"]  # type: ignore[assignment]
-    names = [f"{n}\nBLEU {r['bleu']:.1f}" for n, r in systems.items()]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.bar(names, [r["batch1_median_ms"] for r in systems.values()], color="tab:blue")
-    left.set_ylabel("ms per sentence (batch 1, median)")
-    left.set_title("latency: lower is better")
-    right.bar(names, [r["large_batch_sentences_per_s"] for r in systems.values()], color="tab:green")
-    right.set_ylabel(f"sentences / s (batch {report['large_batch']})")
-    right.set_title("throughput: higher is better")
-    for ax in (left, right):
-        ax.tick_params(axis="x", labelsize=8)
+    names = [f"{n} (BLEU {r['bleu']:.1f})" for n, r in systems.items()]
+    rows = range(len(names))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.2 + 0.45 * len(names)), sharey=True)
+    panels = ((left, "batch1_median_ms", "tab:blue", "ms per sentence, batch 1 (median): lower is better"),
+              (right, "large_batch_sentences_per_s", "tab:green",
+               f"sentences / s, batch {report['large_batch']}: higher is better"))
+    for ax, key, color, title in panels:
+        values = [r[key] for r in systems.values()]
+        ax.barh(rows, values, color=color)
+        for row, value in zip(rows, values, strict=True):
+            ax.text(value, row, f" {value:.1f}", va="center", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(0, max(values) * 1.18)
+    left.set_yticks(list(rows), names, fontsize=9)
+    left.invert_yaxis()  # first system on top
     fig.suptitle(f"{report['sentences']} {report['split']} sentences, {report['threads']} threads")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
