@@ -91,6 +91,10 @@ def files(
                                    "(at most a tenth of the training pairs)."),
     moses_normalize: bool = typer.Option(False, "--moses-normalize", help="Normalize punctuation with sacremoses "
                                          "(useful for web-crawled text such as WMT)."),
+    max_len_ratio: float | None = typer.Option(None, min=1.0, help="Drop training pairs whose character-length "
+                                               "ratio (longer/shorter, +10 each) exceeds this, e.g. 2.5."),
+    max_words: int | None = typer.Option(None, min=1, help="Drop training pairs with a side longer than this many "
+                                         "words, e.g. 250."),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default: up to 4 CPUs)."),
     seed: int = typer.Option(1, help="Seed of the held-out valid set and of sentencepiece sampling."),
     force: bool = typer.Option(False, "--force", help="Redo every step, even those that are up to date."),
@@ -104,14 +108,15 @@ def files(
       vqnat prepare files --src-file wmt14/train.en --tgt-file wmt14/train.de \\
           --valid-src-file wmt14/nt2013.en --valid-tgt-file wmt14/nt2013.de \\
           --test-src-file wmt14/nt2014.en --test-tgt-file wmt14/nt2014.de \\
-          --moses-normalize --vocab-size 32000 -o work/wmt14_en_de
+          --moses-normalize --max-len-ratio 2.5 --max-words 250 --vocab-size 32000 -o work/wmt14_en_de
     """
     try:
         result = prepare_files(out, src_file=src_file, tgt_file=tgt_file, valid_src_file=valid_src_file,
                                valid_tgt_file=valid_tgt_file, test_src_file=test_src_file,
                                test_tgt_file=test_tgt_file, src_lang=src_lang, tgt_lang=tgt_lang,
                                vocab_size=vocab_size, max_train=max_train, valid_size=valid_size,
-                               moses_normalize=moses_normalize, seed=seed, workers=workers, force=force)
+                               moses_normalize=moses_normalize, max_len_ratio=max_len_ratio, max_words=max_words,
+                               seed=seed, workers=workers, force=force)
     except (ValueError, RuntimeError, OSError) as err:
         _fail(err)
     _report(result)

@@ -200,7 +200,9 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
                        "--tgt-file", str(files["train_tgt"]), "--valid-src-file", str(files["valid_src"]),
                        "--valid-tgt-file", str(files["valid_tgt"]), "--test-src-file", str(files["test_src"]),
                        "--test-tgt-file", str(files["test_tgt"]), "--src-lang", SRC, "--tgt-lang", TGT,
-                       "--vocab-size", str(args.vocab_size), "--seed", str(args.seed), "--out", str(at.prepared)]
+                       "--vocab-size", str(args.vocab_size), "--seed", str(args.seed), "--out", str(at.prepared),
+                       # the usual cleaning of the crawled training data (valid/test are never filtered)
+                       "--max-len-ratio", "2.5", "--max-words", "250"]
             if args.moses_normalize:
                 command.append("--moses-normalize")
             if args.max_train:

@@ -150,6 +150,25 @@ def test_prepare_files_without_test_files(tmp_path, tiny_bible_bin):
     assert json.loads((tmp_path / "out" / "prepare.json").read_text())["source"]["max_train"] == 50
 
 
+def test_prepare_files_drops_overlong_and_disproportionate_training_pairs(tmp_path, tiny_bible_bin):
+    pairs = tiny_bible_bin.train[:60]
+    bad_src = ["Yes.", " ".join(["word"] * 300)]
+    bad_tgt = [" ".join(["Ja"] * 80), " ".join(["Wort"] * 300)]  # ratio way over 3; 300 words > 250
+    src = write_lines(tmp_path / "a.en", [p.src for p in pairs] + bad_src)
+    tgt = write_lines(tmp_path / "a.de", [p.tgt for p in pairs] + bad_tgt)
+    vsrc = write_lines(tmp_path / "v.en", [p.src for p in tiny_bible_bin.valid[:5]] + bad_src[:1])
+    vtgt = write_lines(tmp_path / "v.de", [p.tgt for p in tiny_bible_bin.valid[:5]] + bad_tgt[:1])
+    result = prepare_files(tmp_path / "out", src_file=src, tgt_file=tgt, valid_src_file=vsrc, valid_tgt_file=vtgt,
+                           vocab_size=200, workers=1, max_len_ratio=3.0, max_words=250)
+    assert result.manifest["source"]["dropped"] == {"length_ratio": 1, "too_long": 1}
+    assert result.manifest["sizes"] == {"train": 60, "valid": 6}  # valid is never filtered
+    unfiltered = prepare_files(tmp_path / "out2", src_file=src, tgt_file=tgt, valid_src_file=vsrc,
+                               valid_tgt_file=vtgt, vocab_size=200, workers=1)
+    assert unfiltered.manifest["sizes"]["train"] == 62
+    with pytest.raises(ValueError, match="max-len-ratio"):
+        prepare_files(tmp_path / "out3", src_file=src, tgt_file=tgt, max_len_ratio=0.5)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bad input: one line on stderr, exit code 1, no traceback
 # ---------------------------------------------------------------------------------------------------------------

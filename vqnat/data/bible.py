@@ -234,7 +234,7 @@ def clean_version(code: str, db_path: Path | None = None) -> CleanVersion:
 # pairs and the split
 # ---------------------------------------------------------------------------------------------------------------
 
-def _length_ratio(a: str, b: str) -> float:
+def length_ratio(a: str, b: str) -> float:
     """Character-length ratio, longer over shorter (+10 so that very short verses are not judged harshly)."""
     la, lb = len(a) + 10, len(b) + 10
     return max(la, lb) / min(la, lb)
@@ -270,7 +270,7 @@ def read_verse_pairs(
         src, tgt = src_clean.text[book, chapter, verse], tgt_clean.text[book, chapter, verse]
         if not src or not tgt:
             dropped["empty"] += 1
-        elif _length_ratio(src, tgt) > max_len_ratio:
+        elif length_ratio(src, tgt) > max_len_ratio:
             dropped["length_ratio"] += 1
         else:
             pairs.append(VersePair(book, chapter, verse, src, tgt, src_version, tgt_version))

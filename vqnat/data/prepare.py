@@ -415,15 +415,19 @@ def prepare_files(
     max_train: int | None = None,
     valid_size: int = 1000,
     moses_normalize: bool = False,
+    max_len_ratio: float | None = None,
+    max_words: int | None = None,
     seed: int = 1,
     workers: int | None = None,
     force: bool = False,
 ) -> PreparedData:
     """Prepare user-supplied line-aligned parallel text (e.g. WMT14 En-De) through the same pipeline.
 
-    Training pairs with an empty side are dropped; ``max_train`` keeps the first N training pairs. Without
-    valid files, ``valid_size`` random training pairs (at most a tenth) are held out as valid. Test files are
-    optional. ``moses_normalize`` applies sacremoses' punctuation normalizer to every split.
+    Training pairs with an empty side are dropped; so are, when set, pairs whose character-length ratio (longer
+    over shorter, +10 each) exceeds ``max_len_ratio`` or with a side of more than ``max_words`` words (the usual
+    cleaning of web-crawled corpora; valid and test are never filtered). ``max_train`` keeps the first N training
+    pairs. Without valid files, ``valid_size`` random training pairs (at most a tenth) are held out as valid.
+    Test files are optional. ``moses_normalize`` applies sacremoses' punctuation normalizer to every split.
     """
     root = _check_out_dir(out_dir)
     src_lang, tgt_lang = _check_lang(src_lang), _check_lang(tgt_lang)
@@ -439,11 +443,16 @@ def prepare_files(
     n_train_pairs = {split: _scan_parallel(*paths) for split, paths in given.items()}["train"][1]
     if max_train is not None and max_train < 1:
         raise ValueError(f"--max-train must be at least 1, got {max_train}")
+    if max_len_ratio is not None and max_len_ratio < 1:
+        raise ValueError(f"--max-len-ratio must be at least 1, got {max_len_ratio}")
+    if max_words is not None and max_words < 1:
+        raise ValueError(f"--max-words must be at least 1, got {max_words}")
     params = {"source": "files", "files": {split: [str(p.resolve()) for p in paths] for split, paths in given.items()},
               "stat": {split: [(p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
                        for split, paths in given.items()},
               "src_lang": src_lang, "tgt_lang": tgt_lang, "max_train": max_train, "valid_size": valid_size,
-              "moses_normalize": moses_normalize, "seed": seed}
+              "moses_normalize": moses_normalize, "max_len_ratio": max_len_ratio, "max_words": max_words,
+              "seed": seed}
 
     def write_raw() -> None:
         raw = _fresh_dir(root / "raw")
@@ -467,11 +476,21 @@ def prepare_files(
                 else:
                     dropped["empty"] += 1
 
+        def filtered_out(s: str, t: str) -> str | None:
+            """Why a training pair is dropped by the optional cleaning filters, or None to keep it."""
+            if max_words is not None and max(len(s.split()), len(t.split())) > max_words:
+                return "too_long"
+            if max_len_ratio is not None and bible.length_ratio(s, t) > max_len_ratio:
+                return "length_ratio"
+            return None
+
         def train_pairs() -> Iterator[tuple[str, str]]:
             kept = 0
             for index, (s, t) in enumerate(full_pairs()):  # index among the pairs with text on both sides
                 if index in held_out:
                     valid_pairs.append((norm_src(s), norm_tgt(t)))
+                elif reason := filtered_out(s, t):
+                    dropped[reason] += 1
                 elif max_train is None or kept < max_train:
                     kept += 1
                     yield norm_src(s), norm_tgt(t)
