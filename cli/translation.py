@@ -222,6 +222,7 @@ def bench(
     threads: int = typer.Option(2, min=1, help="torch threads for every system."),
     out: Path = typer.Option(Path("results/bench_translation.json"), help="JSON report."),
     plot: Path = typer.Option(Path("results/bench_translation.png"), help="PNG plot."),
+    device: str = DEVICE,
 ) -> None:
     """Latency comparison against the autoregressive teacher: NAT vs teacher greedy vs teacher beam 4, batch 1
     and a large batch, in one process on the same sentences; BLEU of each; speedups vs greedy.
@@ -243,8 +244,9 @@ def bench(
                 System("teacher beam 4", teacher, DecodingOptions(beam=4))]
     if deep_shallow:
         systems.append(System("deep-shallow greedy", deep_shallow, DecodingOptions(beam=1)))
+    _check_device(device)
     report = run_bench(systems, data, split=split, limit=limit or None, large_batch=large_batch, threads=threads,
-                       progress=lambda msg: typer.echo(msg, err=True))
+                       progress=lambda msg: typer.echo(msg, err=True), device=device)
     typer.echo(format_table(report))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

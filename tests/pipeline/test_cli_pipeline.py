@@ -112,6 +112,8 @@ def test_bench_writes_table_json_and_plot(pipeline, tmp_path):
         (["bench", "--nat", "/no.pt", "--teacher", "/no.pt", "--data", "/nonexistent"], "not a prepared folder"),
         (["bench", "--nat", "/no.pt", "--teacher", "/no.pt", "--data", "{data}", "--extra-nat", "x"],
          "NAME=CHECKPOINT"),
+        (["bench", "--nat", "/no.pt", "--teacher", "/no.pt", "--data", "{data}", "--device", "tpu"],
+         "--device must be cpu or cuda"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(tiny_bible_bin, args, message):

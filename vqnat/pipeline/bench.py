@@ -44,8 +44,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "test", limit: int | None = None,
               large_batch: int = 128, threads: int = 2, baseline: str = "teacher greedy", warmup: int = 5,
-              progress: Callable[[str], None] | None = None) -> dict[str, object]:
+              progress: Callable[[str], None] | None = None, device: str = "cpu") -> dict[str, object]:
     """Time every system on the same sentences; ``baseline`` names the system speedups are relative to.
+    ``device``: where the models run (``cuda``: each call returns strings, so its time includes the GPU's work).
 
     Systems are interleaved (each sentence is translated by every system in turn, and the large-batch runs
     alternate), so a change in machine load affects all of them alike rather than whichever ran at that moment.
@@ -58,7 +59,7 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
     translators = {}
     for system in systems:
         translators[system.name] = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options,
-                                                   rescorer=system.rescorer)
+                                                   rescorer=system.rescorer, device=device)
         for sentence in sources[:warmup]:
             translators[system.name].translate([sentence])
     if progress:
@@ -99,7 +100,8 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
                                                2)
             row["bleu_delta"] = round(row["bleu"] - base["bleu"], 2)
     return {"split": split, "sentences": len(sources), "large_batch": large_batch, "threads": threads,
-            "baseline": baseline, "bleu_signature": quality.bleu_signature, "machine": machine_record(),
+            "baseline": baseline, "device": device, "bleu_signature": quality.bleu_signature,
+            "machine": machine_record(),
             "load_average": _load_average(), "systems": results}
 
 
