@@ -9,7 +9,7 @@ Stages, in this order (``--stages`` picks some; a stage whose output exists is s
   nat-soft  vqnat train nat             latent transformer base, soft EM: K = 2^12, nc = 3, m = 10    WORK/nat_soft
   nat-hard  vqnat train nat             the same with hard EM (the VQ-VAE baseline)                  WORK/nat_hard
   evaluate  vqnat evaluate translation  sacreBLEU / chrF on newstest2014, teacher and NATs, one GPU   WORK/results
-  bench     vqnat bench                 latency of the NATs vs the teacher (the bench runs on CPU)   WORK/results
+  bench     vqnat bench                 latency of the NATs vs the teacher (on --device)   WORK/results
 
     python recipes/wmt14_en_de/run.py --corpus ~/wmt14_en_de --gpus 8 --dry-run   # print the commands
     python recipes/wmt14_en_de/run.py --corpus ~/wmt14_en_de --gpus 8             # run them
@@ -266,7 +266,7 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
                        *(["--hard-nat", str(at.nat_checkpoint("hard"))] if "hard" in args.bottlenecks else []),
                        "--teacher", str(at.teacher_checkpoint), "--data", str(at.prepared), "--split", "test",
                        "--limit", str(args.bench_limit), "--large-batch", "128", "--threads", str(args.bench_threads),
-                       "--out", str(at.results / "bench.json"), "--plot", str(at.results / "bench.png")]
+                       "--out", str(at.results / "bench.json"), "--plot", str(at.results / "bench.png"), *device]
             needs = [(at.prepared / "prepare.json", "prepare"), (at.teacher_checkpoint, "teacher")]
             needs += [(at.nat_checkpoint(b), f"nat-{b}") for b in args.bottlenecks]
             steps.append(Step(stage, tuple(command), at.results / "bench.json", needs=tuple(needs)))
