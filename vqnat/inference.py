@@ -193,7 +193,8 @@ class Translator:
     def encode(self, text: str) -> Tensor:
         """Text -> source ids ``[S]`` ending in EOS, truncated to the model's limit."""
         line = self.tokenizer.encode(text)
-        ids = self.src_dict.encode_line(line, add_if_not_exist=False, append_eos=True).long()
+        # As Dictionary.encode_line(line, add_if_not_exist=False), which writes one tensor element per word.
+        ids = torch.tensor([self.src_dict.index(word) for word in line.split()] + [self.src_dict.eos()])
         if self.max_source_positions and len(ids) > self.max_source_positions:
             logger.warning("source of %d tokens truncated to max_source_positions=%d", len(ids),
                            self.max_source_positions)

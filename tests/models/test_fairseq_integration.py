@@ -180,6 +180,17 @@ def test_translator_translates_lists_in_order(trained, teacher, real_pairs, whic
     assert info["parameters"] > 0 and info["kind"] == translator.kind
 
 
+def test_translator_encodes_as_fairseq_does(trained, real_pairs):
+    from vqnat.inference import Translator
+
+    data, checkpoint, _ = trained
+    translator = Translator.load(checkpoint, data)
+    for text in [real_pairs[0][0], "zzqx unknown   words , here", real_pairs[150][0]]:
+        expected = translator.src_dict.encode_line(translator.tokenizer.encode(text), add_if_not_exist=False,
+                                                   append_eos=True).long()
+        assert torch.equal(translator.encode(text), expected), text
+
+
 def test_translator_truncates_too_long_sources(trained, caplog):
     from vqnat.inference import Translator
 

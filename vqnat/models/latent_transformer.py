@@ -357,13 +357,15 @@ class LatentTransformerModel(BaseFairseqModel):
         latents = latents.reshape(*codes.shape[:2], -1)  # (B, L, D)
         hidden = self.decode(latents, lengths, enc, enc_pad, project=False)  # (B, T', D)
         valid = _length_mask(lengths, hidden.shape[1])  # (B, T')
-        # Project only each sentence's own positions (not the batch padding) onto the vocabulary; the argmax's
-        # log-probability is max - logsumexp, without materialising log_softmax over V.
-        logits = self.output_projection(hidden[valid]).float()  # (N, V)
+        # Project only each sentence's own positions (not the batch padding) onto the vocabulary. The argmax's
+        # log-probability is -log sum_v exp(l_v - max), computed in place in the fresh logits buffer (no
+        # log_softmax or logsumexp temporaries over V).
+        logits = self.output_projection(hidden[valid]).float()  # (N, V), a new tensor
         best, index = logits.max(-1)  # (N,)
+        log_norm = logits.sub_(best.unsqueeze(-1)).exp_().sum(-1).log_()  # (N,)
         tokens = torch.full(valid.shape, self.pad, dtype=torch.long, device=hidden.device)
         log_probs = hidden.new_zeros(valid.shape, dtype=torch.float32)
-        tokens[valid], log_probs[valid] = index, best - logits.logsumexp(-1)
+        tokens[valid], log_probs[valid] = index, -log_norm
         is_eos = tokens.eq(self.eos) & valid
         # Length up to the first EOS; without an EOS, the whole T'_b (an EOS is appended by the caller).
         first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
