@@ -183,6 +183,7 @@ def evaluate_translation(
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only)."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
+    collapse_repeats: bool = typer.Option(False, help="NAT: drop consecutive repeated tokens."),
     latent_beam: int = LATENT_BEAM,
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
@@ -195,7 +196,7 @@ def evaluate_translation(
     """
     _check_device(device)
     options = DecodingOptions(beam=beam, latent_beam=latent_beam, length_ratio=length_ratio,
-                              length_offset=length_offset)
+                              length_offset=length_offset, collapse_repeated_tokens=collapse_repeats)
     result = evaluate_checkpoint(model, data, split=split, batch_size=batch_size, options=options, device=device,
                                  rescorer=rescore_with)
     text = json.dumps(result, indent=2, ensure_ascii=False)

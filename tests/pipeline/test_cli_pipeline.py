@@ -79,7 +79,7 @@ def test_evaluate_nat_with_a_length_override(pipeline, tmp_path):
     out = tmp_path / "eval.json"
     # `vqnat train nat` trains a length predictor by default: its margin can change, a ratio cannot apply.
     invoke("evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"), "--length-offset",
-           "6", "--json", str(out))
+           "6", "--collapse-repeats", "--json", str(out))
     assert json.loads(out.read_text())["sentences"] == 50
     result = runner.invoke(app, ["evaluate", "translation", "--model", str(nat), "--data", str(work / "distilled"),
                                  "--length-ratio", "1.0"])
