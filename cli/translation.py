@@ -103,7 +103,8 @@ def train_nat(
     """Train the latent transformer (non-autoregressive, VQ latents) with fairseq-train.
 
     Train it on distilled data (`vqnat distill`) for the best BLEU. Extra options go to fairseq-train, e.g.
-    `--codebook-decay 0.99 --codebook-slices 2 --length-ratio 1.5`.
+    `--codebook-decay 0.99 --codebook-slices 2 --length-loss-weight 0.2` (with `--length-rule ratio`:
+    `--length-ratio 1.5`).
 
     Example: vqnat train nat --data work/bible-distilled --save-dir work/nat-soft --bottleneck soft
     """
