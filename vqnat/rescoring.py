@@ -25,13 +25,12 @@ def teacher_scores(teacher, src_tokens: Tensor, src_lengths: Tensor, hypotheses:
     """
     if len(hypotheses) != src_tokens.shape[0]:
         raise ValueError(f"{len(hypotheses)} hypotheses for {src_tokens.shape[0]} sources")
-    lengths = torch.tensor([len(h) for h in hypotheses], device=src_tokens.device)
-    target = src_tokens.new_full((len(hypotheses), int(lengths.max())), pad)
-    for i, hyp in enumerate(hypotheses):
-        target[i, : len(hyp)] = hyp
-    # fairseq's convention: the decoder input is the target shifted right behind an EOS. Positions past a
-    # hypothesis's own length are masked out of the score (causal attention keeps them from the real ones).
-    previous = torch.cat([target.new_full((len(hypotheses), 1), eos), target[:, :-1]], dim=1)
+    from fairseq.data import data_utils
+
+    # fairseq's convention, as its translation task collates targets: the decoder input is the target shifted
+    # right behind an EOS; both right-padded. Padding is masked out of the score.
+    target = data_utils.collate_tokens(hypotheses, pad, eos)  # (N, T)
+    previous = data_utils.collate_tokens(hypotheses, pad, eos, move_eos_to_beginning=True)  # (N, T)
     net_output = teacher(src_tokens, src_lengths, previous)
     log_probs = teacher.get_normalized_probs(net_output, log_probs=True).float()  # (N, T, V)
     picked = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, T)
