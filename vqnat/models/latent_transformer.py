@@ -263,9 +263,7 @@ class LatentTransformerModel(BaseFairseqModel):
         k = self.cfg.codebook_size
         bos = torch.full((b, 1, h), k, dtype=codes.dtype, device=codes.device)
         inputs = torch.cat([bos, codes[:, :-1]], dim=1)  # (B, L, H)
-        offsets = torch.arange(h, device=codes.device) * (k + 1)
-        x = self.prior_embed(inputs + offsets).sum(2)  # (B, L, H, D) -> (B, L, D)
-        x = self.dropout(x + self.position_table[:length].unsqueeze(0))
+        x = self.dropout(self._embed_codes(inputs) + self.position_table[:length].unsqueeze(0))
         y = self.prior(x, None, enc, enc_pad)  # (B, L, D)
         return self.prior_out(y).view(b, length, h, k)  # (B, L, H, K)
 
@@ -372,11 +370,16 @@ class LatentTransformerModel(BaseFairseqModel):
         keep = _length_mask(first_eos, tokens.shape[1])
         return Translation(tokens.masked_fill(~keep, self.pad), log_probs.masked_fill(~keep, 0.0), first_eos, codes)
 
+    def _embed_codes(self, codes: Tensor) -> Tensor:
+        """The prior's input embedding: codes ``[..., H]`` (BOS = K) -> the sum of each slice's own embedding of
+        its code, ``[..., D]`` (slice h uses rows h (K + 1) .. h (K + 1) + K of ``prior_embed``)."""
+        h, k = self.cfg.codebook_slices, self.cfg.codebook_size
+        offsets = torch.arange(h, device=codes.device) * (k + 1)
+        return self.prior_embed(codes + offsets).sum(-2)
+
     def _prior_step_input(self, previous: Tensor, position: int) -> Tensor:
         """Codes of the previous position ``[B, H]`` (BOS = K) -> the prior's input at ``position``: ``[B, 1, D]``."""
-        h, k = self.cfg.codebook_slices, self.cfg.codebook_size
-        offsets = torch.arange(h, device=previous.device) * (k + 1)
-        return (self.prior_embed(previous + offsets).sum(1) + self.position_table[position]).unsqueeze(1)
+        return (self._embed_codes(previous) + self.position_table[position]).unsqueeze(1)
 
     def greedy_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: int) -> Tensor:
         """Decode ``num_latents`` codes left to right with the prior's argmax: ``[B, L, H]``.
