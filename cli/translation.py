@@ -27,6 +27,7 @@ SAVE_DIR = typer.Option(..., "--save-dir", "-s", help="Where checkpoints go; an 
                                                       "resumed, so an interrupted run loses nothing.")
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
 # NAT decoding options shared by translate and evaluate.
+COLLAPSE_REPEATS = typer.Option(False, help="NAT: drop consecutive repeated tokens.")
 LATENT_BEAM = typer.Option(1, min=1, help="NAT: beam search over the latents (1 = greedy).")
 RESCORE_WITH = typer.Option(None, help="NAT: teacher checkpoint that picks the best of the --latent-beam "
                                        "candidates (noisy parallel decoding).")
@@ -149,7 +150,7 @@ def translate(
     output: str = typer.Option("-", "--output", "-o", help="Output file; - for stdout."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only; 1 = greedy)."),
-    collapse_repeats: bool = typer.Option(False, help="NAT: drop consecutive repeated tokens."),
+    collapse_repeats: bool = COLLAPSE_REPEATS,
     latent_beam: int = LATENT_BEAM,
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
@@ -184,7 +185,7 @@ def evaluate_translation(
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only)."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
-    collapse_repeats: bool = typer.Option(False, help="NAT: drop consecutive repeated tokens."),
+    collapse_repeats: bool = COLLAPSE_REPEATS,
     latent_beam: int = LATENT_BEAM,
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
