@@ -1,0 +1,112 @@
+"""recipes/bible_en_de: export_weights.py (fp16 chunks, --inference-only) and warm_start.py (an inference-only
+export made trainable again), on a tiny real checkpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.fixtures_fairseq import nat_train_args, run_fairseq
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "bible_en_de"
+CODEBOOK = "bottleneck.codebook."
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bible_recipe_{name}", RECIPE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+export_weights = load_script("export_weights")
+warm_start = load_script("warm_start")
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+@pytest.fixture(scope="module")
+def inference_export(tiny_checkpoints, tmp_path_factory) -> Path:
+    """The tiny NAT, packed with --inference-only and unpacked again."""
+    folder = tmp_path_factory.mktemp("export")
+    parts = export_weights.pack(tiny_checkpoints.nat, folder / "nat", chunk_mb=1, inference_only=True)
+    assert parts and all(p.stat().st_size <= 1024 * 1024 for p in parts)
+    export_weights.unpack(folder / "nat", folder / "nat.pt")
+    return folder / "nat.pt"
+
+
+def test_inference_only_export_keeps_what_translation_uses(tiny_checkpoints, inference_export):
+    original, exported = weights(tiny_checkpoints.nat), weights(inference_export)
+    assert exported.keys() == original.keys()
+    for key, value in original.items():
+        if key.startswith(export_weights.TRAINING_ONLY_PREFIXES):
+            assert not exported[key].any(), key  # left out: comes back as zeros
+        elif value.is_floating_point():
+            assert exported[key].dtype == value.dtype
+            torch.testing.assert_close(exported[key], value.half().float(), rtol=0, atol=0)  # fp16, back to fp32
+        else:
+            assert torch.equal(exported[key], value), key
+
+
+def test_rebuilt_ema_sums_hold_the_codes_still():
+    """An EMA step that assigns nothing must leave every used code where it was."""
+    from vqnat.quantization.codebook import EMACodebook
+
+    book = EMACodebook(num_slices=2, codebook_size=5, slice_dim=3, decay=0.9, eps=1e-5)
+    book.ema_count.copy_(torch.tensor([[3.0, 0.5, 1.0, 2.0, 0.25], [1.0, 1.0, 4.0, 0.5, 2.0]]))
+    book.embedding.normal_()
+    before = book.embedding.clone()
+    book.ema_sum.copy_(warm_start.rebuilt_ema_sum(book.embedding, book.ema_count, book.eps))
+    book._ema_step(torch.zeros(2, 5), torch.zeros(2, 5, 3))
+    torch.testing.assert_close(book.embedding, before)
+    # the same step from the zero sums an inference-only export carries would move every code to the origin
+    book.ema_sum.zero_()
+    book._ema_step(torch.zeros(2, 5), torch.zeros(2, 5, 3))
+    assert not book.embedding.any()
+
+
+@pytest.mark.parametrize("codebook", ["keep", "reinit"])
+def test_warm_start_restores_a_trainable_checkpoint(tiny_checkpoints, inference_export, tmp_path, codebook):
+    out = tmp_path / "warm.pt"
+    count = warm_start.warm_start(inference_export, tiny_checkpoints.data_bin, out, codebook=codebook, seed=3)
+    exported, warm = weights(inference_export), weights(out)
+    relearned = [k for k in warm if k.startswith(warm_start.RELEARNED_PREFIXES)]
+    assert count == len(relearned) > 0
+    assert all(warm[k].any() for k in relearned if not k.endswith("bias"))  # fresh weights, not the zeros
+    kept = [k for k in warm if not k.startswith((*warm_start.RELEARNED_PREFIXES, CODEBOOK))]
+    assert all(torch.equal(warm[k], exported[k]) for k in kept)  # encoder, decoder, prior: trained weights
+    if codebook == "keep":
+        assert torch.equal(warm[CODEBOOK + "embedding"], exported[CODEBOOK + "embedding"])
+        assert warm[CODEBOOK + "ema_sum"].any()
+    else:
+        assert not bool(warm[CODEBOOK + "initialized"])  # k-means on the first batch of the new autoencoder
+        assert int(warm[CODEBOOK + "num_updates"]) == 0 and not warm[CODEBOOK + "ema_count"].any()
+    # the same seed gives the same fresh autoencoder
+    again = tmp_path / "again.pt"
+    warm_start.warm_start(inference_export, tiny_checkpoints.data_bin, again, codebook=codebook, seed=3)
+    assert all(torch.equal(weights(again)[k], warm[k]) for k in relearned)
+
+
+def test_fairseq_train_continues_from_a_warm_start(tiny_checkpoints, inference_export, tmp_path):
+    out = tmp_path / "warm.pt"
+    warm_start.warm_start(inference_export, tiny_checkpoints.data_bin, out)
+    key = "decoder.layers.0.linear1.weight"
+    state = torch.load(out, map_location="cpu", weights_only=False)
+    state["model"][key].fill_(0.5)  # a value no initialisation would give
+    torch.save(state, out)
+    save = tmp_path / "continued"
+    log = run_fairseq("train", *nat_train_args(tiny_checkpoints.data_bin, save, max_update=2),
+                      "--finetune-from-model", str(out))
+    assert "loading pretrained model" in log
+    assert "num_updates=2" in log or "num_updates 2" in log
+    continued = weights(save / "checkpoint_last.pt")
+    assert bool(continued[CODEBOOK + "initialized"])  # k-means ran on the first batch
+    # training started from the warm checkpoint's weights: two Adam steps at lr 1e-3 move a weight by about 2e-3
+    assert (continued[key] - 0.5).abs().max() < 5e-3
