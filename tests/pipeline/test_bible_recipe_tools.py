@@ -110,3 +110,17 @@ def test_fairseq_train_continues_from_a_warm_start(tiny_checkpoints, inference_e
     assert bool(continued[CODEBOOK + "initialized"])  # k-means ran on the first batch
     # training started from the warm checkpoint's weights: two Adam steps at lr 1e-3 move a weight by about 2e-3
     assert (continued[key] - 0.5).abs().max() < 5e-3
+
+
+def test_learning_curve_finds_interval_checkpoints_by_updates(tiny_checkpoints, tmp_path):
+    curve = load_script("learning_curve")
+    updates = curve.checkpoint_updates(tiny_checkpoints.nat)
+    assert updates == 6  # the tiny NAT trains for 6 updates
+    for name in ("checkpoint_1_4.pt", "checkpoint_2_12.pt", "checkpoint_last.pt", "checkpoint_best.pt"):
+        (tmp_path / name).symlink_to(tiny_checkpoints.nat)
+    found = curve.find_checkpoints(tmp_path)
+    # interval checkpoints by the updates in their names, the last one by its own count; best is not a point
+    assert [(u, p.name) for u, p in found] == [(4, "checkpoint_1_4.pt"), (6, "checkpoint_last.pt"),
+                                               (12, "checkpoint_2_12.pt")]
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        curve.find_checkpoints(tmp_path / "empty")

@@ -1,0 +1,97 @@
+"""BLEU of every checkpoint a training left behind, against its number of updates: a learning curve.
+
+    python recipes/bible_en_de/learning_curve.py SAVE_DIR PREPARED --out results/curve.json [--split test]
+        [--label "nat soft (warm start)"] [--reference-bleu 18.38 --reference-label "teacher greedy"]
+
+Reads ``checkpoint_<epoch>_<updates>.pt`` (``--save-interval-updates``) and ``checkpoint_last.pt`` in SAVE_DIR,
+translates the split of the prepared folder with each (greedy, as ``vqnat evaluate translation``), and writes the
+rows (updates, BLEU, chrF) to ``--out`` and a plot next to it (``.png``). A horizontal line marks a reference
+score, e.g. the teacher's greedy BLEU, when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # our own checkpoints, see vqnat/checkpoint.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
+
+INTERVAL = re.compile(r"checkpoint_\d+_(\d+)\.pt$")
+
+
+def checkpoint_updates(path: Path) -> int:
+    """Updates a fairseq checkpoint had trained for (from its optimizer history)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state["optimizer_history"][-1]["num_updates"])
+
+
+def find_checkpoints(save_dir: Path) -> list[tuple[int, Path]]:
+    """(updates, path) of the interval checkpoints and checkpoint_last.pt, by updates, without duplicates."""
+    found = {int(m.group(1)): p for p in save_dir.glob("checkpoint_*_*.pt") if (m := INTERVAL.search(p.name))}
+    last = save_dir / "checkpoint_last.pt"
+    if last.exists():
+        found.setdefault(checkpoint_updates(last), last)
+    if not found:
+        raise SystemExit(f"no checkpoint_*_*.pt or checkpoint_last.pt in {save_dir}")
+    return sorted(found.items())
+
+
+def plot_curve(rows: list[dict[str, object]], path: Path, label: str, reference: float | None,
+               reference_label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["updates"] for r in rows], [r["bleu"] for r in rows], marker="o", label=label)
+    if reference is not None:
+        ax.axhline(reference, color="gray", linestyle="--", label=reference_label)
+    ax.set_xlabel("updates")
+    ax.set_ylabel("sacreBLEU")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("save_dir", type=Path)
+    parser.add_argument("prepared", type=Path, help="folder written by vqnat prepare / vqnat distill")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file; the plot goes next to it (.png)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--label", default="model")
+    parser.add_argument("--reference-bleu", type=float)
+    parser.add_argument("--reference-label", default="reference")
+    args = parser.parse_args()
+
+    rows = []
+    for updates, path in tqdm(find_checkpoints(args.save_dir), desc="checkpoints", unit="ckpt"):
+        result = evaluate_checkpoint(path, args.prepared, split=args.split, batch_size=args.batch_size)
+        rows.append({"updates": updates, "checkpoint": path.name, "bleu": result["bleu"], "chrf": result["chrf"]})
+        tqdm.write(f"{updates:>6} updates  BLEU {result['bleu']:.2f}  chrF {result['chrf']:.1f}  {path.name}")
+    report = {"command": " ".join(sys.argv), "save_dir": str(args.save_dir), "split": args.split,
+              "label": args.label, "bleu_signature": result["bleu_signature"], "rows": rows}
+    if args.reference_bleu is not None:
+        report["reference"] = {"label": args.reference_label, "bleu": args.reference_bleu}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot_curve(rows, args.out.with_suffix(".png"), args.label, args.reference_bleu, args.reference_label)
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
