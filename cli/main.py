@@ -10,7 +10,7 @@ import logging
 import typer
 
 import vqnat
-from cli import demo, image, prepare, serve, translation
+from cli import average, demo, image, prepare, serve, translation
 from cli.evaluate import evaluate_app
 from cli.train import train_app
 
@@ -29,6 +29,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command(name="distill")(translation.distill)
 app.command(name="translate")(translation.translate)
 app.command(name="bench")(translation.bench)
+app.command(name="average")(average.average)
 app.command(name="sample")(image.sample)
 app.command(name="reconstruct")(image.reconstruct)
 app.command(name="serve")(serve.serve)

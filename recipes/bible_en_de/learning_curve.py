@@ -13,31 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # our own checkpoints, see vqnat/checkpoint.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from vqnat.pipeline.average import INTERVAL_NAME, checkpoint_updates, numbered_checkpoints  # noqa: E402
 from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
-
-INTERVAL = re.compile(r"checkpoint_\d+_(\d+)\.pt$")
-
-
-def checkpoint_updates(path: Path) -> int:
-    """Updates a fairseq checkpoint had trained for (from its optimizer history)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["optimizer_history"][-1]["num_updates"])
 
 
 def find_checkpoints(save_dir: Path) -> list[tuple[int, Path]]:
     """(updates, path) of the interval checkpoints and checkpoint_last.pt, by updates, without duplicates."""
-    found = {int(m.group(1)): p for p in save_dir.glob("checkpoint_*_*.pt") if (m := INTERVAL.search(p.name))}
+    found = {}
+    for path in numbered_checkpoints(save_dir):
+        match = INTERVAL_NAME.search(path.name)
+        found[int(match.group(2)) if match else checkpoint_updates(path)] = path
     last = save_dir / "checkpoint_last.pt"
     if last.exists():
         found.setdefault(checkpoint_updates(last), last)

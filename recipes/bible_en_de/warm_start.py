@@ -25,13 +25,11 @@ the meters and the data loader, and a restarted run resumes from its own ``check
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # our own checkpoints, see vqnat/checkpoint.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from vqnat.models.latent_transformer import LatentTransformerConfig, LatentTransformerModel  # noqa: E402

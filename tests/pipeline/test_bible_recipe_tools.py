@@ -114,7 +114,7 @@ def test_fairseq_train_continues_from_a_warm_start(tiny_checkpoints, inference_e
 
 def test_learning_curve_finds_interval_checkpoints_by_updates(tiny_checkpoints, tmp_path):
     curve = load_script("learning_curve")
-    updates = curve.checkpoint_updates(tiny_checkpoints.nat)
+    updates = curve.checkpoint_updates(tiny_checkpoints.nat)  # vqnat.pipeline.average.checkpoint_updates
     assert updates == 6  # the tiny NAT trains for 6 updates
     for name in ("checkpoint_1_4.pt", "checkpoint_2_12.pt", "checkpoint_last.pt", "checkpoint_best.pt"):
         (tmp_path / name).symlink_to(tiny_checkpoints.nat)
