@@ -3,13 +3,15 @@
 The teacher decodes the binarized training source with fairseq-generate (beam search); its hypotheses, in
 sentencepiece pieces, replace the training targets; valid and test keep their real references. The result is a
 prepared folder like the original (same dictionary and tokenizer), so every other command accepts it.
+
+fairseq-generate writes to a results file that is read line by line (its output for a WMT-sized corpus is
+gigabytes: it is never held in memory), and a progress bar follows its batches.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from pathlib import Path
 
@@ -20,24 +22,41 @@ from vqnat.pipeline.prepared import PreparedFolder, open_prepared
 
 logger = logging.getLogger(__name__)
 
-_HYPOTHESIS = re.compile(r"^H-(\d+)\t[^\t]*\t(.*)$", flags=re.M)
+def read_hypotheses(results: Path, expected: int) -> list[str]:
+    """The ``H-<id>\t<score>\t<pieces>`` lines of a fairseq-generate results file, by sentence id (0 ..
+    expected - 1); raises ValueError naming the missing ids."""
+    found: list[str | None] = [None] * expected
+    with results.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith("H-"):
+                head, _, text = line.rstrip("\n").split("\t", 2)
+                index = int(head[2:])
+                if index < expected:
+                    found[index] = text
+    missing = [i for i, text in enumerate(found) if text is None]
+    if missing:
+        raise ValueError(f"the teacher produced no hypothesis for {len(missing)} of {expected} sentences "
+                         f"(first: {missing[:5]}); see {results}")
+    return found  # type: ignore[return-value]
 
 
 def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: int, max_tokens: int,
-                       cpu: bool, log_path: Path | None) -> list[str]:
-    """Beam-search ``split`` of the binarized data: one piece string per sentence, in dataset order."""
-    out = run_fairseq("generate", [
+                       cpu: bool, log_path: Path | None, results_dir: Path) -> list[str]:
+    """Beam-search ``split`` of the binarized data: one piece string per sentence, in dataset order.
+
+    fairseq-generate writes ``results_dir/generate-<split>.txt``; it is removed once read."""
+    run_fairseq("generate", [
         str(folder.data_bin), "--path", str(teacher), "--gen-subset", split, "--beam", str(beam), "--nbest", "1",
         "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1", "--max-len-a", "1.2",
-        "--max-len-b", "10", "--num-workers", "0", "--scoring", "sacrebleu", *(["--cpu"] if cpu else [])],
-        log_path=log_path)
-    found = {int(i): text for i, text in _HYPOTHESIS.findall(out)}
-    expected = int(folder.manifest["sizes"][split])
-    missing = [i for i in range(expected) if i not in found]
-    if missing:
-        raise ValueError(f"the teacher produced no hypothesis for {len(missing)} of {expected} {split} sentences "
-                         f"(first: {missing[:5]}); see {log_path}")
-    return [found[i] for i in range(expected)]
+        "--max-len-b", "10", "--num-workers", "0", "--scoring", "sacrebleu", "--results-path", str(results_dir),
+        "--log-format", "simple", "--log-interval", "10", *(["--cpu"] if cpu else [])],
+        log_path=log_path, keep_output=False, progress=f"distilling {split} (teacher beam {beam})")
+    results = results_dir / f"generate-{split}.txt"
+    hypotheses = read_hypotheses(results, int(folder.manifest["sizes"][split]))
+    results.unlink()
+    if not any(results_dir.iterdir()):
+        results_dir.rmdir()
+    return hypotheses
 
 
 def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam: int = 4, max_tokens: int = 8192,
@@ -55,7 +74,7 @@ def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam
     src, tgt = folder.src_lang, folder.tgt_lang
     pieces = out / "spm"
     pieces.mkdir(exist_ok=True)
-    hyps = teacher_hypotheses(teacher, folder, "train", beam, max_tokens, cpu, log)
+    hyps = teacher_hypotheses(teacher, folder, "train", beam, max_tokens, cpu, log, results_dir=out / "generate")
     source_pieces = (folder.root / "spm" / f"train.{src}").read_text(encoding="utf-8").splitlines()
     if len(source_pieces) != len(hyps):
         raise ValueError(f"{len(source_pieces)} training sources but {len(hyps)} hypotheses")
