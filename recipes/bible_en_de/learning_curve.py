@@ -1,12 +1,14 @@
 """BLEU of every checkpoint a training left behind, against its number of updates: a learning curve.
 
-    python recipes/bible_en_de/learning_curve.py SAVE_DIR PREPARED --out results/curve.json [--split test]
-        [--label "nat soft (warm start)"] [--reference-bleu 18.38 --reference-label "teacher greedy"]
+    python recipes/bible_en_de/learning_curve.py SAVE_DIR PREPARED --out results/curve.json
+        [--splits valid,test] [--label "nat soft (warm start)"]
+        [--reference-bleu 18.38 --reference-label "teacher greedy (test)"]
 
-Reads ``checkpoint_<epoch>_<updates>.pt`` (``--save-interval-updates``) and ``checkpoint_last.pt`` in SAVE_DIR,
-translates the split of the prepared folder with each (greedy, as ``vqnat evaluate translation``), and writes the
-rows (updates, BLEU, chrF) to ``--out`` and a plot next to it (``.png``). A horizontal line marks a reference
-score, e.g. the teacher's greedy BLEU, when given.
+Reads ``checkpoint_<epoch>_<updates>.pt`` (``--save-interval-updates``) and ``checkpoint_last.pt`` (or the epoch
+checkpoints) in SAVE_DIR, translates each split of the prepared folder with each (greedy, as ``vqnat evaluate
+translation``), and writes the rows (updates, BLEU and chrF per split) to ``--out`` and a plot next to it
+(``.png``). ``selected`` names the checkpoint with the best BLEU on the first split: choose on valid, report test.
+A horizontal line marks a reference score, e.g. the teacher's greedy BLEU, when given.
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ def find_checkpoints(save_dir: Path) -> list[tuple[int, Path]]:
 
 def plot_curve(rows: list[dict[str, object]], path: Path, label: str, reference: float | None,
                reference_label: str) -> None:
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search logs at DEBUG otherwise
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["updates"] for r in rows], [r["bleu"] for r in rows], marker="o", label=label)
+    for split in rows[0]["bleu"]:
+        ax.plot([r["updates"] for r in rows], [r["bleu"][split] for r in rows], marker="o", label=f"{label}, {split}")
     if reference is not None:
         ax.axhline(reference, color="gray", linestyle="--", label=reference_label)
     ax.set_xlabel("updates")
@@ -63,25 +69,34 @@ def main() -> None:
     parser.add_argument("save_dir", type=Path)
     parser.add_argument("prepared", type=Path, help="folder written by vqnat prepare / vqnat distill")
     parser.add_argument("--out", type=Path, required=True, help="JSON file; the plot goes next to it (.png)")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--splits", default="valid,test", help="comma-separated; the first one selects")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--label", default="model")
     parser.add_argument("--reference-bleu", type=float)
     parser.add_argument("--reference-label", default="reference")
     args = parser.parse_args()
 
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     rows = []
     for updates, path in tqdm(find_checkpoints(args.save_dir), desc="checkpoints", unit="ckpt"):
-        result = evaluate_checkpoint(path, args.prepared, split=args.split, batch_size=args.batch_size)
-        rows.append({"updates": updates, "checkpoint": path.name, "bleu": result["bleu"], "chrf": result["chrf"]})
-        tqdm.write(f"{updates:>6} updates  BLEU {result['bleu']:.2f}  chrF {result['chrf']:.1f}  {path.name}")
-    report = {"command": " ".join(sys.argv), "save_dir": str(args.save_dir), "split": args.split,
-              "label": args.label, "bleu_signature": result["bleu_signature"], "rows": rows}
+        row: dict[str, object] = {"updates": updates, "checkpoint": path.name, "bleu": {}, "chrf": {}}
+        for split in splits:
+            result = evaluate_checkpoint(path, args.prepared, split=split, batch_size=args.batch_size)
+            row["bleu"][split], row["chrf"][split] = result["bleu"], result["chrf"]
+        rows.append(row)
+        scores = "  ".join(f"{s} BLEU {row['bleu'][s]:.2f} chrF {row['chrf'][s]:.1f}" for s in splits)
+        tqdm.write(f"{updates:>6} updates  {scores}  {path.name}")
+    selected = max(rows, key=lambda r: r["bleu"][splits[0]])
+    report = {"command": " ".join(sys.argv), "save_dir": str(args.save_dir), "splits": splits,
+              "label": args.label, "bleu_signature": result["bleu_signature"], "rows": rows,
+              "selected": {"by": f"best {splits[0]} BLEU", **selected}}
     if args.reference_bleu is not None:
         report["reference"] = {"label": args.reference_label, "bleu": args.reference_bleu}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     plot_curve(rows, args.out.with_suffix(".png"), args.label, args.reference_bleu, args.reference_label)
+    print(f"selected by {splits[0]} BLEU: {selected['checkpoint']} ({selected['updates']} updates): "
+          + ", ".join(f"{s} {selected['bleu'][s]:.2f}" for s in splits))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
