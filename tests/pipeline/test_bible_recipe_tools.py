@@ -124,3 +124,17 @@ def test_learning_curve_finds_interval_checkpoints_by_updates(tiny_checkpoints, 
                                                (12, "checkpoint_2_12.pt")]
     with pytest.raises(SystemExit, match="no checkpoint"):
         curve.find_checkpoints(tmp_path / "empty")
+
+
+def test_latent_ablation_replaces_codes_without_information():
+    ablation = load_script("latent_ablation")
+    codes = torch.tensor([[[1], [2]], [[3], [3]], [[3], [5]]])  # (B=3, L=2, H=1)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(ablation.replaced_codes(codes, "prior", 8, generator), codes)
+    shuffled = ablation.replaced_codes(codes, "shuffled", 8, generator)
+    assert sorted(map(tuple, shuffled.flatten(1).tolist())) == sorted(map(tuple, codes.flatten(1).tolist()))
+    random = ablation.replaced_codes(codes, "random", 8, generator)
+    assert random.shape == codes.shape and int(random.min()) >= 0 and int(random.max()) < 8
+    assert torch.equal(ablation.replaced_codes(codes, "constant", 8, generator), torch.full_like(codes, 3))
+    with pytest.raises(ValueError, match="unknown variant"):
+        ablation.replaced_codes(codes, "reversed", 8, generator)
