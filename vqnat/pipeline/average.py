@@ -83,8 +83,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> dict[st
                 for key, value in newest["model"].items()}
     newest["model"] = averaged
     newest["last_optimizer_state"] = None
-    newest.setdefault("extra_state", {})
-    newest["extra_state"] = {**(newest["extra_state"] or {}), "averaged_from": [str(p) for p in paths]}
+    newest["extra_state"] = {**(newest.get("extra_state") or {}), "averaged_from": [str(p) for p in paths]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(newest, out)
