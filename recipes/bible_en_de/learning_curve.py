@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from vqnat.inference import Translator  # noqa: E402
 from vqnat.pipeline.average import INTERVAL_NAME, checkpoint_updates, numbered_checkpoints  # noqa: E402
 from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
+from vqnat.pipeline.prepared import open_prepared  # noqa: E402
 
 
 def find_checkpoints(save_dir: Path) -> list[tuple[int, Path]]:
@@ -77,11 +79,14 @@ def main() -> None:
     args = parser.parse_args()
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    data_bin = open_prepared(args.prepared).data_bin
     rows = []
     for updates, path in tqdm(find_checkpoints(args.save_dir), desc="checkpoints", unit="ckpt"):
         row: dict[str, object] = {"updates": updates, "checkpoint": path.name, "bleu": {}, "chrf": {}}
+        translator = Translator.load(path, data_dir=data_bin)  # loaded once for all splits
         for split in splits:
-            result = evaluate_checkpoint(path, args.prepared, split=split, batch_size=args.batch_size)
+            result = evaluate_checkpoint(path, args.prepared, split=split, batch_size=args.batch_size,
+                                         translator=translator)
             row["bleu"][split], row["chrf"][split] = result["bleu"], result["chrf"]
         rows.append(row)
         scores = "  ".join(f"{s} BLEU {row['bleu'][s]:.2f} chrF {row['chrf'][s]:.1f}" for s in splits)
