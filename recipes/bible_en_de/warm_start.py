@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from vqnat.models.latent_transformer import LatentTransformerConfig, LatentTransformerModel  # noqa: E402
+from vqnat.models.latent_transformer import LatentTransformerModel  # noqa: E402
 
 RELEARNED_PREFIXES = ("autoencoder.", "compress.")
 
@@ -57,12 +58,13 @@ def warm_start(export: Path, data_bin: Path, out: Path, codebook: str = "reinit"
     if "dropped_for_inference" in state:
         raise SystemExit(f"{export} is still in chunks' format: run export_weights.py unpack first")
     model_args = state["cfg"]["model"]
-    saved = model_args if isinstance(model_args, dict) else vars(model_args)  # a dict or an argparse Namespace
-    cfg = LatentTransformerConfig(**{k: saved[k] for k in LatentTransformerConfig.__dataclass_fields__
-                                     if k != "_name" and k in saved})
-    src_dict = Dictionary.load(str(next(data_bin.glob("dict.*.txt"))))
+    if isinstance(model_args, dict):  # saved as a plain dict; build_model reads attributes
+        model_args = argparse.Namespace(**model_args)
+    dictionary = Dictionary.load(str(next(data_bin.glob("dict.*.txt"))))
     torch.manual_seed(seed)
-    fresh = LatentTransformerModel(cfg, src_dict, src_dict).state_dict()
+    model = LatentTransformerModel.build_model(
+        model_args, SimpleNamespace(source_dictionary=dictionary, target_dictionary=dictionary))
+    cfg, fresh = model.cfg, model.state_dict()
     weights = state["model"]
     relearned = 0
     for key in weights:
