@@ -28,7 +28,7 @@ def trained(tmp_path_factory, real_pairs):
     log = run_fairseq(
         "train", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation", "--arch", "vqnat_lt_tiny",
         "--criterion", "vqnat_latent_transformer_loss", "--bottleneck", "soft", "--num-samples", "3",
-        "--codebook-decay", "0.95", "--softmax-temperature", "2.0",
+        "--codebook-decay", "0.95", "--softmax-temperature", "2.0", "--dropout", "0.1", "--prior-dropout", "0.3",
         "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--max-update", "6",
         "--required-batch-size-multiple", "1", "--save-dir", str(save), "--no-epoch-checkpoints",
         "--log-format", "simple", "--log-interval", "1", "--seed", "1", "--num-workers", "0", "--cpu")
@@ -154,6 +154,9 @@ def test_checkpoint_loads_with_plugin_registered(trained):
     assert cfg.model.bottleneck == "soft" and model.cfg.num_samples == 3
     # Options reach the bottleneck (a name shared with a fairseq option would silently take fairseq's value).
     assert model.bottleneck.codebook.decay == 0.95 and model.bottleneck.temperature == 2.0
+    prior_rates = {m.p for m in model.prior.modules() if isinstance(m, torch.nn.Dropout)}
+    decoder_rates = {m.p for m in model.decoder.modules() if isinstance(m, torch.nn.Dropout)}
+    assert prior_rates == {0.3} and model.prior_dropout.p == 0.3 and decoder_rates == {0.1}
     src = torch.tensor([[task.source_dictionary.index("God"), task.source_dictionary.eos()]])
     out = model.translate(src, torch.tensor([2]))
     assert out.tokens.shape[0] == 1 and int(out.lengths[0]) >= 1

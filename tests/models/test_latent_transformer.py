@@ -94,6 +94,24 @@ def test_prior_is_causal(word_dict):
     assert not torch.allclose(after[:, 4], base[:, 4])
 
 
+@pytest.mark.parametrize(("prior_dropout", "expected"), [(None, 0.2), (0.5, 0.5)])
+def test_prior_dropout_defaults_to_the_models_and_touches_only_the_prior(word_dict, prior_dropout, expected):
+    model = tiny_model(word_dict, dropout=0.2, prior_dropout=prior_dropout)
+    prior_rates = {m.p for m in [model.prior_dropout, *model.prior.modules()] if isinstance(m, torch.nn.Dropout)}
+    others = {m.p for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Dropout) and not name.startswith("prior")}
+    assert prior_rates == {expected} and others == {0.2}
+    # In training the rate shows: with p = 0.5 about half of the prior's input is zeroed.
+    model.train()
+    src, _ = encode_batch(["In the beginning"], word_dict)
+    enc, pad = model.encode(src)
+    codes = torch.randint(0, 32, (4, 50, 1))
+    seen = []
+    model.prior_dropout.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    model.prior_logits(codes, enc.expand(4, -1, -1), pad.expand(4, -1))
+    assert abs(float(seen[0].eq(0).float().mean()) - expected) < 0.05
+
+
 def test_decoder_is_one_parallel_pass(word_dict):
     torch.manual_seed(0)
     model = tiny_model(word_dict).eval()

@@ -25,7 +25,7 @@ of two rules (``--length-predictor``):
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -55,7 +55,12 @@ class LatentTransformerConfig(FairseqDataclass):
     autoencoder_layers: int = field(default=2, metadata={"help": "target-side layers (attending to the source) "
                                                                  "before compression"})
     prior_layers: int = field(default=2, metadata={"help": "layers of the autoregressive latent prior"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout everywhere"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout everywhere (the prior too, unless "
+                                                            "--prior-dropout is given)"})
+    # Optional[float], not float | None: fairseq's argparse generation only understands typing.Optional.
+    prior_dropout: Optional[float] = field(default=None, metadata={  # noqa: UP045
+        "help": "dropout of the latent prior alone (its input and layers); the prior sees each training sentence's "
+                "codes as its only data and overfits a small corpus first"})
     compress_steps: int = field(default=3, metadata={"help": "nc: the target is compressed 2^nc times"})
     bottleneck: BOTTLENECK_CHOICES = field(default="soft", metadata={"help": "hard EM (EMA k-means) or soft EM"})
     codebook_size: int = field(default=4096, metadata={"help": "K codes per slice (paper: 2^12)"})
@@ -173,7 +178,9 @@ class LatentTransformerModel(BaseFairseqModel):
         # Prior: each slice's codes (and a BOS code K) embedded and summed; logits over K per slice.
         h, k = cfg.codebook_slices, cfg.codebook_size
         self.prior_embed = nn.Embedding(h * (k + 1), d)
-        self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, p, causal=True)
+        prior_p = cfg.dropout if cfg.prior_dropout is None else cfg.prior_dropout
+        self.prior_dropout = nn.Dropout(prior_p)
+        self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, prior_p, causal=True)
         self.prior_out = nn.Linear(d, h * k)
         self.length_out = nn.Linear(d, LENGTH_CLASSES) if cfg.length_predictor else None
         # Sinusoids computed once (not saved): positions index this table instead of recomputing sin/cos per call.
@@ -263,7 +270,7 @@ class LatentTransformerModel(BaseFairseqModel):
         k = self.cfg.codebook_size
         bos = torch.full((b, 1, h), k, dtype=codes.dtype, device=codes.device)
         inputs = torch.cat([bos, codes[:, :-1]], dim=1)  # (B, L, H)
-        x = self.dropout(self._embed_codes(inputs) + self.position_table[:length].unsqueeze(0))
+        x = self.prior_dropout(self._embed_codes(inputs) + self.position_table[:length].unsqueeze(0))
         y = self.prior(x, None, enc, enc_pad)  # (B, L, D)
         return self.prior_out(y).view(b, length, h, k)  # (B, L, H, K)
 
