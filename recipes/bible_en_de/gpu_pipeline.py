@@ -48,19 +48,26 @@ NAT_VARIANTS: dict[str, tuple[str, str, list[str]]] = {
 PRIOR_LAYERS = 2  # as the vqnat_lt_cpu preset now has
 
 
-def train_in_parallel(jobs: dict[str, list[str]], out: Path) -> None:
-    """Run several fairseq-train jobs at once (small models leave the GPU mostly idle); fail if any fails."""
+def train_in_parallel(jobs: dict[str, list[str]], out: Path, fail_fast: bool = True) -> list[str]:
+    """Run several fairseq-train jobs at once (small models leave the GPU mostly idle), each logging to
+    ``OUT/NAME.log``. With ``fail_fast`` a failed job stops the script (after all have ended, with its log's tail);
+    otherwise the names of the failed jobs are returned."""
     procs = {}
     for name, args in jobs.items():
         log = open(out / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115
         procs[name] = (subprocess.Popen(fairseq_command("train", args), stdout=log, stderr=subprocess.STDOUT,
                                         env=trusted_checkpoint_env()), log)
+    failed = []
     for name, (proc, log) in procs.items():
         code = proc.wait()
         log.close()
         if code != 0:
+            failed.append(name)
             tail = (out / f"{name}.log").read_text(encoding="utf-8").splitlines()[-30:]
-            raise SystemExit(f"{name} failed (exit {code}):\n" + "\n".join(tail))
+            print(f"{name} failed (exit {code}):\n" + "\n".join(tail), file=sys.stderr, flush=True)
+    if failed and fail_fast:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+    return failed
 
 
 def main() -> None:
