@@ -9,6 +9,13 @@ Rows (greedy decoding; the decoder and the target length are unchanged, only the
 - ``random``: uniform random codes;
 - ``constant``: the batch's most frequent code at every position.
 A large drop from ``prior`` means the latents carry much of the translation, so the prior's quality matters.
+
+With a checkpoint that still has its autoencoder (not an ``--inference-only`` export), two oracle rows show what a
+perfect prior would give: the decoder reads the codes the autoencoder assigns to a target, at that target's
+padded length (as in training):
+- ``oracle_teacher`` (needs ``--teacher``): the codes of the teacher's greedy translation, the kind of target the
+  NAT was distilled on: the prior's ceiling;
+- ``oracle_reference``: the codes of the reference itself (the autoencoder sees the answer): the decoder's ceiling.
 """
 
 from __future__ import annotations
@@ -27,6 +34,35 @@ from vqnat.pipeline.evaluate import score  # noqa: E402
 from vqnat.pipeline.prepared import open_prepared  # noqa: E402
 
 VARIANTS = ("prior", "shuffled", "random", "constant")
+
+
+@torch.inference_mode()
+def decode_with_target_codes(translator: Translator, sources: list[str], targets: list[str],
+                             batch_size: int) -> list[str]:
+    """Translate ``sources`` with the codes the autoencoder assigns to ``targets`` (one per source) instead of the
+    prior's: the teacher-forced training pass in eval mode (nearest codes), then the decoder's argmax up to EOS."""
+    from fairseq.data import data_utils
+
+    model, tgt_dict = translator.model.eval(), translator.tgt_dict
+    left_pad = getattr(translator.task.cfg, "left_pad_source", True)
+    out = []
+    for start in range(0, len(sources), batch_size):
+        src = [translator.encode(s) for s in sources[start : start + batch_size]]
+        tgt = [translator.encode(t) for t in targets[start : start + batch_size]]  # joined dictionary
+        src_tokens = data_utils.collate_tokens(src, tgt_dict.pad(), tgt_dict.eos(), left_pad=left_pad)
+        target = data_utils.collate_tokens(tgt, tgt_dict.pad(), tgt_dict.eos(), left_pad=False)
+        result = model(src_tokens, torch.tensor([len(t) for t in src]), target)
+        tokens = result.token_logits.argmax(-1).masked_fill(~result.token_mask, tgt_dict.pad())  # (B, T')
+        for row in tokens.tolist():
+            row = row[: row.index(tgt_dict.eos())] if tgt_dict.eos() in row else row
+            pieces = tgt_dict.string([t for t in row if t != tgt_dict.pad()])
+            out.append(translator.tokenizer.decode(pieces))
+    return out
+
+
+def has_autoencoder(model: torch.nn.Module) -> bool:
+    """False for an ``--inference-only`` export, whose autoencoder came back as zeros."""
+    return any(p.dim() > 1 and bool(p.any()) for p in model.autoencoder.parameters())
 
 
 def replaced_codes(codes: torch.Tensor, variant: str, codebook_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -50,6 +86,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher", type=Path, help="autoregressive checkpoint for the oracle_teacher row")
     args = parser.parse_args()
 
     folder = open_prepared(args.prepared)
@@ -72,6 +109,17 @@ def main() -> None:
         rows[variant] = {"bleu": result.bleu, "chrf": result.chrf}
         print(f"{variant:>9}: BLEU {result.bleu:.2f}  chrF {result.chrf:.1f}")
     model.greedy_latents = prior_latents
+    oracle_targets = {"oracle_reference": references}
+    if args.teacher is not None:
+        teacher_out = Translator.load(args.teacher, data_dir=folder.data_bin).translate(sources, args.batch_size)
+        oracle_targets = {"oracle_teacher": teacher_out, **oracle_targets}
+    if not has_autoencoder(model):
+        print("no oracle rows: this checkpoint has no autoencoder (an --inference-only export)")
+        oracle_targets = {}
+    for variant, targets in oracle_targets.items():
+        result = score(decode_with_target_codes(translator, sources, targets, args.batch_size), references)
+        rows[variant] = {"bleu": result.bleu, "chrf": result.chrf}
+        print(f"{variant:>9}: BLEU {result.bleu:.2f}  chrF {result.chrf:.1f}")
     report = {"command": " ".join(sys.argv), "checkpoint": str(args.nat), "split": args.split,
               "bleu_signature": result.bleu_signature, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -138,3 +138,18 @@ def test_latent_ablation_replaces_codes_without_information():
     assert torch.equal(ablation.replaced_codes(codes, "constant", 8, generator), torch.full_like(codes, 3))
     with pytest.raises(ValueError, match="unknown variant"):
         ablation.replaced_codes(codes, "reversed", 8, generator)
+
+
+def test_latent_ablation_oracle_decodes_each_sentence_from_its_own_target(tiny_checkpoints, inference_export):
+    from tests.fixtures_fairseq import genesis_pairs
+    from vqnat.inference import Translator
+
+    ablation = load_script("latent_ablation")
+    translator = Translator.load(tiny_checkpoints.nat, data_dir=tiny_checkpoints.data_bin)
+    assert ablation.has_autoencoder(translator.model)
+    assert not ablation.has_autoencoder(Translator.load(inference_export, data_dir=tiny_checkpoints.data_bin).model)
+    pairs = genesis_pairs(6)[1:6]  # different lengths: the batch is padded on both sides
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    together = ablation.decode_with_target_codes(translator, sources, targets, batch_size=5)
+    alone = [ablation.decode_with_target_codes(translator, [s], [t], batch_size=1)[0] for s, t in pairs]
+    assert together == alone and len(together) == 5 and all(together)
