@@ -153,3 +153,36 @@ def test_latent_ablation_oracle_decodes_each_sentence_from_its_own_target(tiny_c
     together = ablation.decode_with_target_codes(translator, sources, targets, batch_size=5)
     alone = [ablation.decode_with_target_codes(translator, [s], [t], batch_size=1)[0] for s, t in pairs]
     assert together == alone and len(together) == 5 and all(together)
+
+
+def test_gpu_finetune_init_forgets_its_training_time(tiny_checkpoints, inference_export, tmp_path):
+    finetune = load_script("gpu_finetune")
+    state = torch.load(tiny_checkpoints.nat, map_location="cpu", weights_only=False)
+    assert state["extra_state"]["previous_training_time"] > 0
+    export_weights.pack(tiny_checkpoints.nat, tmp_path / "full", chunk_mb=1)  # full: autoencoder included
+    for init in (tiny_checkpoints.nat, tmp_path / "full"):
+        work = tmp_path / f"work_{init.name}"
+        work.mkdir()
+        ready = torch.load(finetune.prepare_init(init, work), map_location="cpu", weights_only=False)
+        assert ready["extra_state"]["previous_training_time"] == 0.0 and ready["last_optimizer_state"] is None
+        assert ready["model"].keys() == state["model"].keys()
+    with pytest.raises(SystemExit, match="inference-only"):
+        finetune.prepare_init(inference_export, tmp_path)
+
+
+def test_gpu_finetune_variant_arguments_parse_as_fairseq_reads_them(tiny_checkpoints, tmp_path):
+    from fairseq import options
+
+    finetune = load_script("gpu_finetune")
+    init = tmp_path / "init.pt"
+    args = finetune.variant_args("d1_prior3", tiny_checkpoints.data_bin, tmp_path / "save", init, hours=0.1,
+                                 interval=500, max_tokens=8192, lr=7e-4, warmup=300, cpu=True)
+    parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in args])
+    assert parsed.prior_dropout == 0.3 and parsed.dropout == 0.1
+    assert parsed.finetune_from_model == str(init) and parsed.stop_time_hours == 0.1
+    assert parsed.save_interval_updates == 500 and parsed.keep_interval_updates == 100  # the last one given wins
+    wide = finetune.variant_args("d3_16k", tiny_checkpoints.data_bin, tmp_path / "save", init, hours=0.1,
+                                 interval=500, max_tokens=8192, lr=7e-4, warmup=300, cpu=True)
+    parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in wide])
+    assert parsed.max_tokens == 16384 and parsed.lr == [1e-3]
+    assert getattr(parsed, "prior_dropout", None) is None  # fairseq leaves unset optional fields out
