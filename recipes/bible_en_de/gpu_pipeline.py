@@ -44,6 +44,10 @@ NAT_VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "soft_lenpred": ("soft", "predictor", []),
     "hard_lenpred": ("hard", "predictor", []),
     "soft_ratio2": ("soft", "ratio", ["--length-ratio", "2.0", "--length-offset", "0"]),
+    # More bits per latent (the preset has 1,024 codes, 10 bits per 8 tokens): decoding from a perfect prior's codes
+    # still scored 1.5 BLEU below greedy (recipes/bible_en_de/README.md, latent_ablation.py's oracle rows).
+    "soft_lenpred_k4096": ("soft", "predictor", ["--codebook-size", "4096"]),
+    "soft_lenpred_h2": ("soft", "predictor", ["--codebook-slices", "2"]),
 }
 PRIOR_LAYERS = 2  # as the vqnat_lt_cpu preset now has
 

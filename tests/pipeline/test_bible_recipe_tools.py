@@ -186,3 +186,23 @@ def test_gpu_finetune_variant_arguments_parse_as_fairseq_reads_them(tiny_checkpo
     parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in wide])
     assert parsed.max_tokens == 16384 and parsed.lr == [1e-3]
     assert getattr(parsed, "prior_dropout", None) is None  # fairseq leaves unset optional fields out
+
+
+def test_gpu_pipeline_variants_parse_as_fairseq_reads_them(tiny_checkpoints, tmp_path):
+    from fairseq import options
+
+    from vqnat.pipeline.presets import TrainBudget, nat_train_args
+
+    pipeline = load_script("gpu_pipeline")
+    parsed_by_name = {}
+    for name, (bottleneck, length_rule, extra) in pipeline.NAT_VARIANTS.items():
+        args = nat_train_args(tiny_checkpoints.data_bin, tmp_path / name, "vqnat_lt_cpu", bottleneck, TrainBudget(),
+                              extra=extra, length_rule=length_rule)
+        parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in args])
+        assert parsed.bottleneck == bottleneck and bool(getattr(parsed, "length_predictor", False)) == (
+            length_rule == "predictor"), name
+        parsed_by_name[name] = parsed
+    # The variants' own options reach fairseq (without them the arch preset fills in 1,024 codes in one slice).
+    assert parsed_by_name["soft_lenpred_k4096"].codebook_size == 4096
+    assert parsed_by_name["soft_lenpred_h2"].codebook_slices == 2
+    assert getattr(parsed_by_name["soft_lenpred"], "codebook_size", None) != 4096
