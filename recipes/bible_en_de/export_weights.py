@@ -26,14 +26,21 @@ TRAINING_ONLY_PREFIXES = ("autoencoder.", "compress.", "bottleneck.codebook.ema_
 
 
 def _convert(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Cast floating tensors to ``dtype``; tensors that share storage (tied embeddings) stay shared."""
+    """Cast floating tensors to ``dtype``; tied weights are stored once. Tensors that share storage stay shared,
+    and so do equal copies: a checkpoint saved from a GPU holds a separate copy of each tied embedding (fairseq
+    moves the state to the CPU tensor by tensor), three of them with shared source, target and output embeddings."""
     done: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+    by_shape: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]] = {}
     out = {}
     for key, value in weights.items():
         if value.is_floating_point():
             tag = (value.data_ptr(), tuple(value.shape))
             if tag not in done:
-                done[tag] = value.to(dtype)
+                converted = value.to(dtype)
+                same = by_shape.setdefault((tuple(value.shape), dtype), [])
+                done[tag] = next((t for t in same if torch.equal(t, converted)), converted)
+                if done[tag] is converted:
+                    same.append(converted)
             value = done[tag]
         out[key] = value
     return out

@@ -206,3 +206,18 @@ def test_gpu_pipeline_variants_parse_as_fairseq_reads_them(tiny_checkpoints, tmp
     assert parsed_by_name["soft_lenpred_k4096"].codebook_size == 4096
     assert parsed_by_name["soft_lenpred_h2"].codebook_slices == 2
     assert getattr(parsed_by_name["soft_lenpred"], "codebook_size", None) != 4096
+
+
+def test_export_stores_tied_weights_once_even_as_separate_copies(tiny_checkpoints, tmp_path):
+    """A GPU-saved checkpoint holds each tied embedding as its own copy; the export must not store it three times."""
+    state = torch.load(tiny_checkpoints.nat, map_location="cpu", weights_only=False)
+    state["model"] = {k: v.clone() for k, v in state["model"].items()}  # no storage shared any more
+    copies = tmp_path / "copies.pt"
+    torch.save(state, copies)
+    shared_size = sum(p.stat().st_size for p in export_weights.pack(tiny_checkpoints.nat, tmp_path / "a", 1))
+    copies_size = sum(p.stat().st_size for p in export_weights.pack(copies, tmp_path / "b", 1))
+    assert copies_size < shared_size * 1.05
+    export_weights.unpack(tmp_path / "b", tmp_path / "b.pt")
+    for key, value in weights(tmp_path / "b.pt").items():
+        expected = state["model"][key]
+        assert torch.equal(value, expected.half().float() if expected.is_floating_point() else expected), key
