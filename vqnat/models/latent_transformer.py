@@ -59,8 +59,7 @@ class LatentTransformerConfig(FairseqDataclass):
                                                             "--prior-dropout is given)"})
     # Optional[float], not float | None: fairseq's argparse generation only understands typing.Optional.
     prior_dropout: Optional[float] = field(default=None, metadata={  # noqa: UP045
-        "help": "dropout of the latent prior alone (its input and layers); the prior sees each training sentence's "
-                "codes as its only data and overfits a small corpus first"})
+        "help": "dropout of the latent prior alone (its input and layers); default: --dropout"})
     compress_steps: int = field(default=3, metadata={"help": "nc: the target is compressed 2^nc times"})
     bottleneck: BOTTLENECK_CHOICES = field(default="soft", metadata={"help": "hard EM (EMA k-means) or soft EM"})
     codebook_size: int = field(default=4096, metadata={"help": "K codes per slice (paper: 2^12)"})
