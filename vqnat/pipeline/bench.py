@@ -113,13 +113,14 @@ def _load_average() -> list[float] | None:
 
 
 def format_table(report: dict[str, object]) -> str:
-    """The report as an aligned text table."""
-    header = (f"{'system':<24}{'BLEU':>7}{'chrF':>7}{'b1 med ms':>11}{'b1 p90 ms':>11}{'sent/s':>9}"
+    """The report as an aligned text table (the first column as wide as the longest system name)."""
+    width = max([24, *(len(name) + 2 for name in report["systems"])])  # type: ignore[union-attr]
+    header = (f"{'system':<{width}}{'BLEU':>7}{'chrF':>7}{'b1 med ms':>11}{'b1 p90 ms':>11}{'sent/s':>9}"
               f"{'x b1':>7}{'x large':>9}")
     lines = [header, "-" * len(header)]
     nan = float("nan")
     for name, row in report["systems"].items():  # type: ignore[union-attr]
-        lines.append(f"{name:<24}{row['bleu']:>7.2f}{row['chrf']:>7.1f}{row['batch1_median_ms']:>11.1f}"
+        lines.append(f"{name:<{width}}{row['bleu']:>7.2f}{row['chrf']:>7.1f}{row['batch1_median_ms']:>11.1f}"
                      f"{row['batch1_p90_ms']:>11.1f}{row['large_batch_sentences_per_s']:>9.1f}"
                      f"{row.get('speedup_batch1', nan):>7.2f}{row.get('speedup_large_batch', nan):>9.2f}")
     return "\n".join(lines)
