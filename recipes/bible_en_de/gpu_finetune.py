@@ -19,7 +19,6 @@ score.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 from recipes.bible_en_de.export_weights import pack, unpack  # noqa: E402
-from recipes.bible_en_de.gpu_pipeline import train_in_parallel  # noqa: E402
+from recipes.bible_en_de.gpu_pipeline import chosen_variants, timeline_stamper, train_in_parallel  # noqa: E402
 from recipes.bible_en_de.learning_curve import find_checkpoints  # noqa: E402
 from vqnat.inference import Translator  # noqa: E402
 from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
@@ -105,21 +104,13 @@ def main() -> None:
                              "export still happens inside a machine's time limit")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in FINETUNE_VARIANTS]
-    if unknown:
-        parser.error(f"unknown variants {unknown}: choose from {', '.join(FINETUNE_VARIANTS)}")
+    variants = chosen_variants(parser, args.variants, FINETUNE_VARIANTS)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    timeline: list[str] = []
     report: dict[str, object] = {"command": " ".join(sys.argv), "variants": {v: FINETUNE_VARIANTS[v] for v in variants},
-                                 "timeline": timeline, "scores": {}}
-
-    def stamp(message: str) -> None:
-        timeline.append(f"[{time.time() - start:7.1f}s] {message}")
-        print(timeline[-1], flush=True)
-        (args.out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+                                 "timeline": [], "scores": {}}
+    stamp = timeline_stamper(report, args.out / "finetune.json")
 
     folder = open_prepared(args.distilled)
     init = prepare_init(args.init, args.work)

@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -74,6 +75,29 @@ def train_in_parallel(jobs: dict[str, list[str]], out: Path, fail_fast: bool = T
     return failed
 
 
+def chosen_variants(parser: argparse.ArgumentParser, text: str, known: dict[str, object]) -> list[str]:
+    """``--variants`` (comma-separated) -> names, each one of ``known`` (else a parser error naming the choices)."""
+    variants = text.split(",")
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: choose from {', '.join(known)}")
+    return variants
+
+
+def timeline_stamper(report: dict[str, object], path: Path) -> Callable[[str], None]:
+    """A ``stamp(message)`` that appends ``[seconds since now] message`` to ``report["timeline"]``, prints it and
+    rewrites ``report`` as JSON at ``path``, so a run cut off by a machine's time limit still leaves its report."""
+    start = time.time()
+    timeline: list[str] = report["timeline"]  # type: ignore[assignment]
+
+    def stamp(message: str) -> None:
+        timeline.append(f"[{time.time() - start:7.1f}s] {message}")
+        print(timeline[-1], flush=True)
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    return stamp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prepared", type=Path)
@@ -90,21 +114,12 @@ def main() -> None:
     parser.add_argument("--export", default="", help="comma-separated runs (e.g. nat_soft,deep_shallow) to write "
                         "into OUT as fp16 chunks (NATs without their training-only weights)")
     args = parser.parse_args()
-    variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in NAT_VARIANTS]
-    if unknown:
-        parser.error(f"unknown variants {unknown}: choose from {', '.join(NAT_VARIANTS)}")
+    variants = chosen_variants(parser, args.variants, NAT_VARIANTS)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = args.device == "cpu"
-    start = time.time()
-    timeline: list[str] = []
-    summary: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "timeline": timeline}
-
-    def stamp(message: str) -> None:
-        timeline.append(f"[{time.time() - start:7.1f}s] {message}")
-        print(timeline[-1], flush=True)
-        (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "timeline": []}
+    stamp = timeline_stamper(summary, args.out / "summary.json")
 
     def budget(hours: float) -> list[str]:
         return ["--stop-time-hours", str(hours), "--validate-interval", "5"]
