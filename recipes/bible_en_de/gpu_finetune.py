@@ -130,7 +130,7 @@ def main() -> None:
         save_dir = args.work / f"ft_{name}"
         if f"ft_{name}" in failed and not list(save_dir.glob("checkpoint*.pt")):
             continue
-        rows = []
+        rows, best, best_translator = [], None, None
         for updates, path in reversed(find_checkpoints(save_dir)):  # newest first: the deadline skips the oldest
             if args.deadline and time.time() - start > args.deadline and rows:
                 stamp(f"{name}: deadline passed, {path.name} not scored")
@@ -140,8 +140,10 @@ def main() -> None:
                                          device=args.device)
             rows.append({"updates": updates, "checkpoint": str(path), "valid_bleu": result["bleu"],
                          "valid_chrf": result["chrf"]})
-        best = max(rows, key=lambda r: r["valid_bleu"])
-        test = evaluate_checkpoint(best["checkpoint"], folder.root, split="test", batch_size=256, device=args.device)
+            if best is None or rows[-1]["valid_bleu"] > best["valid_bleu"]:  # the first of equals wins, as max()
+                best, best_translator = rows[-1], translator  # kept for the test split: loaded once
+        test = evaluate_checkpoint(best["checkpoint"], folder.root, split="test", batch_size=256,
+                                   translator=best_translator, device=args.device)
         scores[name] = {"rows": rows, "best": {**best, "test_bleu": test["bleu"], "test_chrf": test["chrf"]},
                         "bleu_signature": test["bleu_signature"]}
         stamp(f"{name}: best valid {best['valid_bleu']} at {best['updates']} updates, test {test['bleu']}")
