@@ -25,6 +25,12 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # our own checkp
 TRAINING_ONLY_PREFIXES = ("autoencoder.", "compress.", "bottleneck.codebook.ema_sum")
 
 
+def is_inference_only(weights: dict[str, torch.Tensor]) -> bool:
+    """True for the weights of an unpacked ``--inference-only`` export: ``unpack`` gives the left-out tensors back
+    as zeros, so an autoencoder weight matrix is all zeros (a trained or freshly initialised one never is)."""
+    return any(k.startswith("autoencoder.") and v.dim() > 1 and not v.any() for k, v in weights.items())
+
+
 def _convert(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Cast floating tensors to ``dtype``; tied weights are stored once. Tensors that share storage stay shared,
     and so do equal copies: a checkpoint saved from a GPU holds a separate copy of each tied embedding (fairseq

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from recipes.bible_en_de.export_weights import pack, unpack  # noqa: E402
+from recipes.bible_en_de.export_weights import is_inference_only, pack, unpack  # noqa: E402
 from recipes.bible_en_de.gpu_pipeline import chosen_variants, timeline_stamper, train_in_parallel  # noqa: E402
 from recipes.bible_en_de.learning_curve import find_checkpoints  # noqa: E402
 from vqnat.inference import Translator  # noqa: E402
@@ -61,8 +61,7 @@ def prepare_init(init: Path, work: Path) -> Path:
     else:
         unpack(init, path)
         state = torch.load(path, map_location="cpu", weights_only=False)
-    # An inference-only export comes back with zeros for the autoencoder's weights.
-    if any(k.startswith("autoencoder.") and v.dim() > 1 and not v.any() for k, v in state["model"].items()):
+    if is_inference_only(state["model"]):
         raise SystemExit(f"{init} is an inference-only export: make it trainable with warm_start.py first")
     state["last_optimizer_state"] = None
     state.get("extra_state", {})["previous_training_time"] = 0.0

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from recipes.bible_en_de.export_weights import is_inference_only  # noqa: E402
 from vqnat.inference import Translator  # noqa: E402
 from vqnat.pipeline.evaluate import score  # noqa: E402
 from vqnat.pipeline.prepared import open_prepared  # noqa: E402
@@ -62,7 +63,7 @@ def decode_with_target_codes(translator: Translator, sources: list[str], targets
 
 def has_autoencoder(model: torch.nn.Module) -> bool:
     """False for an ``--inference-only`` export, whose autoencoder came back as zeros."""
-    return any(p.dim() > 1 and bool(p.any()) for p in model.autoencoder.parameters())
+    return not is_inference_only(model.state_dict())
 
 
 def replaced_codes(codes: torch.Tensor, variant: str, codebook_size: int, generator: torch.Generator) -> torch.Tensor:
