@@ -18,8 +18,9 @@ def serve(
     nat: Path | None = typer.Option(None, "--nat", help="Latent-transformer checkpoint, served as model \"nat\"."),
     teacher: Path | None = typer.Option(None, "--teacher",
                                         help="Autoregressive checkpoint, served as model \"teacher\"."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder with the dictionaries (dict.*.txt); "
-                                         "default: the folder recorded in the checkpoint."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Folder with the dictionaries (dict.*.txt), "
+                                         "or the `vqnat prepare` folder that holds it; default: the folder "
+                                         "recorded in the checkpoint."),
     host: str = typer.Option("127.0.0.1", help="Address to bind. The default is loopback only; the service has "
                              "no TLS, so put a proxy in front before binding a public address."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to bind."),

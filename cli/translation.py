@@ -144,8 +144,9 @@ def distill(
 @friendly_errors
 def translate(
     model: Path = typer.Option(..., "--model", "-m", help="NAT or teacher checkpoint."),
-    data_dir: Path | None = typer.Option(None, help="data-bin with the dictionaries (default: the one recorded "
-                                                     "in the checkpoint)."),
+    data_dir: Path | None = typer.Option(None, help="data-bin with the dictionaries, or the `vqnat prepare` "
+                                                     "folder that holds it (default: the one recorded in the "
+                                                     "checkpoint)."),
     input: str = typer.Option("-", "--input", "-i", help="Text file, one sentence per line; - for stdin."),
     output: str = typer.Option("-", "--output", "-o", help="Output file; - for stdout."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),

@@ -134,7 +134,7 @@ class Translator:
         if not path.is_file():
             raise ValueError(f"checkpoint not found: {path}")
         allow_trusted_checkpoint_loading()
-        overrides = {"data": str(data_dir)} if data_dir is not None else {}
+        overrides = {"data": str(dictionary_folder(Path(data_dir)))} if data_dir is not None else {}
         try:
             state = checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides=overrides)
         except Exception as err:  # a truncated file, or not a fairseq checkpoint at all
@@ -150,6 +150,7 @@ class Translator:
         if not data.is_dir():
             raise ValueError(f"the dictionaries of {path} were in {data}, which does not exist here: "
                              "pass the prepared data-bin folder (data_dir / --data-dir)")
+        dictionary_folder(data)  # a recorded folder is a data-bin: this only checks that its dictionaries are there
         from fairseq import tasks
 
         task = tasks.setup_task(cfg.task)
@@ -243,6 +244,19 @@ class Translator:
 
         return SequenceGenerator([self.model], self.tgt_dict, beam_size=self.options.beam,
                                  max_len_a=self.options.max_len_a, max_len_b=self.options.max_len_b)
+
+
+def dictionary_folder(folder: Path) -> Path:
+    """The folder that holds the ``dict.<lang>.txt`` files: ``folder`` itself, or its ``data-bin`` when ``folder``
+    is a ``vqnat prepare`` output. Raises ``ValueError`` (one line) when neither has them."""
+    if not folder.is_dir():
+        raise ValueError(f"no such folder: {folder} (--data-dir / data_dir)")
+    if any(folder.glob("dict.*.txt")):
+        return folder
+    if any((folder / "data-bin").glob("dict.*.txt")):
+        return folder / "data-bin"
+    raise ValueError(f"{folder} holds no dictionaries (dict.<lang>.txt): pass the data-bin folder of "
+                     "`vqnat prepare` (or the prepared folder that contains it)")
 
 
 def _max_source_positions(model: torch.nn.Module) -> int:

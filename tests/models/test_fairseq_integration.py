@@ -213,10 +213,18 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
     junk.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a readable fairseq checkpoint"):
         Translator.load(junk)
-    with pytest.raises(ValueError, match="does not exist here"):
+    with pytest.raises(ValueError, match="no such folder"):
         Translator.load(trained[1], data_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no dictionaries"):
+        Translator.load(trained[1], data_dir=tmp_path / "empty")
     import torch
 
+    moved = torch.load(trained[1], weights_only=False)
+    moved["cfg"]["task"]["data"] = str(tmp_path / "moved-away")
+    torch.save(moved, tmp_path / "moved.pt")
+    with pytest.raises(ValueError, match="does not exist here"):
+        Translator.load(tmp_path / "moved.pt")
     state = torch.load(trained[1], weights_only=False)
     del state["model"]["bottleneck.codebook.num_updates"]  # as written by an older vqnat
     old = tmp_path / "old.pt"
@@ -225,6 +233,16 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
         Translator.load(old)
     with pytest.raises(ValueError, match="list of sentences"):
         Translator.load(trained[1]).translate("a single string")
+
+
+def test_translator_finds_the_data_bin_inside_a_prepared_folder(trained):
+    """``--data-dir`` may name the ``vqnat prepare`` folder (it holds ``data-bin/``) as well as the data-bin."""
+    from vqnat.inference import Translator
+
+    data_bin = trained[0]
+    sentences = ["In the beginning God created the heavens and the earth.", "And God said"]
+    from_prepared = Translator.load(trained[1], data_dir=data_bin.parent).translate(sentences)
+    assert from_prepared == Translator.load(trained[1], data_dir=data_bin).translate(sentences)
 
 
 def test_model_options_do_not_shadow_fairseq_options():
