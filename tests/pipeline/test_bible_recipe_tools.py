@@ -26,6 +26,7 @@ def load_script(name: str):
 
 export_weights = load_script("export_weights")
 warm_start = load_script("warm_start")
+widen_slices = load_script("widen_slices")
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -110,6 +111,69 @@ def test_fairseq_train_continues_from_a_warm_start(tiny_checkpoints, inference_e
     assert bool(continued[CODEBOOK + "initialized"])  # k-means ran on the first batch
     # training started from the warm checkpoint's weights: two Adam steps at lr 1e-3 move a weight by about 2e-3
     assert (continued[key] - 0.5).abs().max() < 5e-3
+
+
+@pytest.fixture(scope="module")
+def widened(tiny_checkpoints, tmp_path_factory) -> Path:
+    """The tiny NAT (one slice of 64 codes, 32 dimensions) widened to two slices."""
+    out = tmp_path_factory.mktemp("widen") / "h2.pt"
+    widen_slices.widen_checkpoint(tiny_checkpoints.nat, out, slices=2)
+    return out
+
+
+def test_widened_model_decodes_exactly_as_before(tiny_checkpoints, widened):
+    from fairseq.data import data_utils
+
+    from vqnat.inference import Translator
+
+    old, new = (Translator.load(path).model.eval() for path in (tiny_checkpoints.nat, widened))
+    assert (old.cfg.codebook_slices, new.cfg.codebook_slices) == (1, 2)
+    assert new.bottleneck.codebook.embedding.shape == (2, 64, 16)
+    test = data_utils.load_indexed_dataset(str(tiny_checkpoints.data_bin / "test.en-de.en"), None)
+    sources = [test[i] for i in range(len(test))]
+    src_tokens = data_utils.collate_tokens(sources, old.src_dict.pad())
+    src_lengths = torch.tensor([len(s) for s in sources])
+    with torch.no_grad():
+        before, after = old.translate(src_tokens, src_lengths), new.translate(src_tokens, src_lengths)
+    assert torch.equal(after.codes, before.codes.expand_as(after.codes))  # (k, k) wherever the old prior chose k
+    assert before.codes.unique().numel() > 1  # the check above is not about one constant code
+    assert torch.equal(after.tokens, before.tokens)
+    torch.testing.assert_close(after.log_probs, before.log_probs)
+
+
+def test_widened_codebook_quantizes_at_least_as_closely(tiny_checkpoints, widened):
+    from vqnat.inference import Translator
+
+    old, new = (Translator.load(path).model.eval().bottleneck for path in (tiny_checkpoints.nat, widened))
+    z = torch.randn(500, 32)
+    for code in range(64):  # the tuple (k, k) looks up exactly the old code k
+        torch.testing.assert_close(new.codebook.lookup(torch.tensor([[code, code]])).reshape(32),
+                                   old.codebook.embedding[0, code])
+    error_old = (old(z).quantized - z).pow(2).sum(-1)
+    error_new = (new(z).quantized - z).pow(2).sum(-1)
+    assert bool((error_new <= error_old + 1e-5).all()) and float(error_new.mean()) < float(error_old.mean())
+
+
+def test_widen_refuses_what_it_cannot_widen(tiny_checkpoints, widened, inference_export, tmp_path):
+    with pytest.raises(SystemExit, match="already has 2 codebook slices"):
+        widen_slices.widen_checkpoint(widened, tmp_path / "h4.pt", slices=2)
+    with pytest.raises(SystemExit, match="divide the model dimension 32"):
+        widen_slices.widen_checkpoint(tiny_checkpoints.nat, tmp_path / "h3.pt", slices=3)
+    with pytest.raises(SystemExit, match="inference-only"):
+        widen_slices.widen_checkpoint(inference_export, tmp_path / "x.pt", slices=2)
+
+
+def test_fairseq_train_continues_a_widened_model(tiny_checkpoints, widened, tmp_path):
+    save = tmp_path / "continued"
+    log = run_fairseq("train", *nat_train_args(tiny_checkpoints.data_bin, save, max_update=2),
+                      "--codebook-slices", "2", "--finetune-from-model", str(widened))
+    assert "loading pretrained model" in log
+    assert "num_updates=2" in log or "num_updates 2" in log
+    continued = weights(save / "checkpoint_last.pt")
+    before = weights(widened)
+    assert continued[CODEBOOK + "embedding"].shape == (2, 64, 16)
+    # two Adam steps at lr 1e-3 from the widened weights, not from a fresh initialisation
+    assert (continued["prior_out.weight"] - before["prior_out.weight"]).abs().max() < 5e-3
 
 
 def test_learning_curve_finds_interval_checkpoints_by_updates(tiny_checkpoints, tmp_path):
