@@ -13,7 +13,8 @@ against ``--stop-time-hours``. Then every checkpoint is scored on valid, each va
 ``--export-best`` variants with the best valid BLEU are written into OUT as fp16 chunks (``export_weights.py
 unpack`` makes them loadable), autoencoder included so that they can be continued again (about 28 MB each for
 ``vqnat_lt_cpu``; ``--inference-only-export`` leaves it out). ``OUT/finetune.json`` holds the timeline and every
-score.
+score. A variant with ``codebook_slices`` H (``d1_prior3_h2``) starts from INIT widened to H slices by
+``widen_slices.py`` (same translations at the start, H times the bits per latent to learn to use).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 from recipes.bible_en_de.export_weights import is_inference_only, pack, unpack  # noqa: E402
 from recipes.bible_en_de.gpu_pipeline import chosen_variants, timeline_stamper, train_in_parallel  # noqa: E402
 from recipes.bible_en_de.learning_curve import find_checkpoints  # noqa: E402
+from recipes.bible_en_de.widen_slices import codebook_slices, widen_checkpoint  # noqa: E402
 from vqnat.inference import Translator  # noqa: E402
 from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
 from vqnat.pipeline.prepared import open_prepared  # noqa: E402
@@ -47,6 +49,7 @@ FINETUNE_VARIANTS: dict[str, dict[str, float]] = {
     "d1_prior3": {"dropout": 0.1, "prior_dropout": 0.3},
     "d3_16k": {"dropout": 0.3, "max_tokens": 16384, "lr": 1e-3},
     "d2_prior4": {"dropout": 0.2, "prior_dropout": 0.4},
+    "d1_prior3_h2": {"dropout": 0.1, "prior_dropout": 0.3, "codebook_slices": 2},
 }
 
 # The lines of a fairseq-train log worth keeping: progress, validation, stops and errors.
@@ -69,6 +72,20 @@ def prepare_init(init: Path, work: Path) -> Path:
     return path
 
 
+def prepare_inits(init: Path, slices: set[int], work: Path) -> dict[int, Path]:
+    """The init of every codebook width the variants ask for: ``{H: checkpoint}``. The prepared INIT serves its own
+    width; a one-slice INIT is widened (``widen_slices.py``) to each other H."""
+    ready = prepare_init(init, work)
+    own = codebook_slices(ready)
+    inits = {own: ready}
+    for h in sorted(slices - {own}):
+        if own != 1:
+            raise SystemExit(f"{init} has {own} codebook slices: only a one-slice model can be widened to {h}")
+        inits[h] = work / f"init_h{h}.pt"
+        widen_checkpoint(ready, inits[h], h)
+    return inits
+
+
 def variant_args(name: str, data_bin: Path, save_dir: Path, init: Path, hours: float, interval: int,
                  max_tokens: int, lr: float, warmup: int, cpu: bool) -> list[str]:
     """fairseq-train arguments of one variant: the CPU recipe's NAT options plus the variant's settings."""
@@ -79,6 +96,8 @@ def variant_args(name: str, data_bin: Path, save_dir: Path, init: Path, hours: f
              "--keep-interval-updates", "100", "--stop-time-hours", str(hours), "--validate-interval", "1000"]
     if "prior_dropout" in settings:
         extra += ["--prior-dropout", str(settings["prior_dropout"])]
+    if "codebook_slices" in settings:
+        extra += ["--codebook-slices", str(int(settings["codebook_slices"]))]
     return nat_train_args(data_bin, save_dir, "vqnat_lt_cpu", "soft", budget, extra=extra, cpu=cpu)
 
 
@@ -112,10 +131,11 @@ def main() -> None:
     stamp = timeline_stamper(report, args.out / "finetune.json")
 
     folder = open_prepared(args.distilled)
-    init = prepare_init(args.init, args.work)
-    stamp(f"init ready: {init}")
-    jobs = {f"ft_{v}": variant_args(v, folder.data_bin, args.work / f"ft_{v}", init, args.hours, args.interval,
-                                    args.max_tokens, args.lr, args.warmup, cpu=args.device == "cpu")
+    slices = {v: int(FINETUNE_VARIANTS[v].get("codebook_slices", 1)) for v in variants}
+    inits = prepare_inits(args.init, set(slices.values()), args.work)
+    stamp(f"init ready: {', '.join(str(path) for path in inits.values())}")
+    jobs = {f"ft_{v}": variant_args(v, folder.data_bin, args.work / f"ft_{v}", inits[slices[v]], args.hours,
+                                    args.interval, args.max_tokens, args.lr, args.warmup, cpu=args.device == "cpu")
             for v in variants}
     failed = train_in_parallel(jobs, args.work, fail_fast=False)
     with open(args.out / "train_logs.txt", "w", encoding="utf-8") as merged:  # one file: few files come back

@@ -68,6 +68,12 @@ def widen_weights(weights: dict[str, torch.Tensor], slices: int, codebook_size: 
     return out
 
 
+def codebook_slices(checkpoint: Path) -> int:
+    """H of a latent-transformer checkpoint, read from its codebook's shape ``[H, K, D/H]``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return int(state["model"][CODEBOOK + "embedding"].shape[0])
+
+
 def widen_checkpoint(source: Path, out: Path, slices: int) -> None:
     """Read a full one-slice checkpoint ``source``, write the widened ``out`` (config says ``codebook_slices``)."""
     state = torch.load(source, map_location="cpu", weights_only=False)

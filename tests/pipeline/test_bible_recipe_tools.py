@@ -250,6 +250,22 @@ def test_gpu_finetune_variant_arguments_parse_as_fairseq_reads_them(tiny_checkpo
     parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in wide])
     assert parsed.max_tokens == 16384 and parsed.lr == [1e-3]
     assert getattr(parsed, "prior_dropout", None) is None  # fairseq leaves unset optional fields out
+    wider = finetune.variant_args("d1_prior3_h2", tiny_checkpoints.data_bin, tmp_path / "save", init, hours=0.1,
+                                  interval=500, max_tokens=8192, lr=7e-4, warmup=300, cpu=True)
+    parsed = options.parse_args_and_arch(options.get_training_parser(), input_args=[str(a) for a in wider])
+    assert parsed.codebook_slices == 2 and parsed.prior_dropout == 0.3
+
+
+def test_gpu_finetune_widens_the_init_for_wider_variants(tiny_checkpoints, widened, tmp_path):
+    finetune = load_script("gpu_finetune")
+    inits = finetune.prepare_inits(tiny_checkpoints.nat, {1, 2}, tmp_path)
+    assert sorted(inits) == [1, 2]
+    assert [widen_slices.codebook_slices(inits[h]) for h in (1, 2)] == [1, 2]
+    again = tmp_path / "again"
+    again.mkdir()
+    assert list(finetune.prepare_inits(widened, {2}, again)) == [2]  # a widened init serves its own width
+    with pytest.raises(SystemExit, match="only a one-slice model can be widened"):
+        finetune.prepare_inits(widened, {1, 4}, again)
 
 
 def test_gpu_pipeline_variants_parse_as_fairseq_reads_them(tiny_checkpoints, tmp_path):
