@@ -2,13 +2,14 @@
 
     python recipes/bible_en_de/learning_curve.py SAVE_DIR PREPARED --out results/curve.json
         [--splits valid,test] [--label "nat soft (warm start)"]
-        [--reference-bleu 18.38 --reference-label "teacher greedy (test)"]
+        [--reference-bleu 18.38 --reference-label "teacher greedy (test)"] [--compare other_curve.json]
 
 Reads ``checkpoint_<epoch>_<updates>.pt`` (``--save-interval-updates``) and ``checkpoint_last.pt`` (or the epoch
 checkpoints) in SAVE_DIR, translates each split of the prepared folder with each (greedy, as ``vqnat evaluate
 translation``), and writes the rows (updates, BLEU and chrF per split) to ``--out`` and a plot next to it
 (``.png``). ``selected`` names the checkpoint with the best BLEU on the first split: choose on valid, report test.
-A horizontal line marks a reference score, e.g. the teacher's greedy BLEU, when given.
+A horizontal line marks a reference score, e.g. the teacher's greedy BLEU, when given; ``--compare`` draws the
+curves of earlier runs (this script's JSON) in the same plot, for runs trained side by side.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def find_checkpoints(save_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def plot_curve(rows: list[dict[str, object]], path: Path, label: str, reference: float | None,
+def plot_curve(curves: list[tuple[str, list[dict[str, object]]]], path: Path, reference: float | None,
                reference_label: str) -> None:
+    """One line per (run, split): ``curves`` holds each run's label and rows; the first run's lines are solid."""
     import logging
 
     import matplotlib
@@ -53,8 +55,10 @@ def plot_curve(rows: list[dict[str, object]], path: Path, label: str, reference:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for split in rows[0]["bleu"]:
-        ax.plot([r["updates"] for r in rows], [r["bleu"][split] for r in rows], marker="o", label=f"{label}, {split}")
+    for run, (label, rows) in enumerate(curves):
+        for split in rows[0]["bleu"]:
+            ax.plot([r["updates"] for r in rows], [r["bleu"][split] for r in rows], marker="o",
+                    linestyle="-" if run == 0 else "--", label=f"{label}, {split}")
     if reference is not None:
         ax.axhline(reference, color="gray", linestyle="--", label=reference_label)
     ax.set_xlabel("updates")
@@ -76,7 +80,15 @@ def main() -> None:
     parser.add_argument("--label", default="model")
     parser.add_argument("--reference-bleu", type=float)
     parser.add_argument("--reference-label", default="reference")
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        help="another run's curve (this script's JSON) to draw in the same plot; repeatable")
     args = parser.parse_args()
+    others = []
+    for other in args.compare:
+        if not other.is_file():
+            parser.error(f"--compare {other}: no such file")
+        earlier = json.loads(other.read_text(encoding="utf-8"))
+        others.append((earlier["label"], earlier["rows"]))
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     data_bin = open_prepared(args.prepared).data_bin
@@ -99,7 +111,8 @@ def main() -> None:
         report["reference"] = {"label": args.reference_label, "bleu": args.reference_bleu}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    plot_curve(rows, args.out.with_suffix(".png"), args.label, args.reference_bleu, args.reference_label)
+    plot_curve([(args.label, rows), *others], args.out.with_suffix(".png"), args.reference_bleu,
+               args.reference_label)
     print(f"selected by {splits[0]} BLEU: {selected['checkpoint']} ({selected['updates']} updates): "
           + ", ".join(f"{s} {selected['bleu'][s]:.2f}" for s in splits))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")

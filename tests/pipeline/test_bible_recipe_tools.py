@@ -301,3 +301,18 @@ def test_export_stores_tied_weights_once_even_as_separate_copies(tiny_checkpoint
     for key, value in weights(tmp_path / "b.pt").items():
         expected = state["model"][key]
         assert torch.equal(value, expected.half().float() if expected.is_floating_point() else expected), key
+
+
+def test_learning_curve_plots_compared_runs_in_one_figure(tmp_path, monkeypatch):
+    curve = load_script("learning_curve")
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **k: drawn.append((k["label"], k["linestyle"])) or original(self, *a, **k))
+    rows = [{"updates": u, "bleu": {"valid": b, "test": b + 0.5}} for u, b in ((300, 13.0), (600, 14.0))]
+    curve.plot_curve([("two slices", rows), ("one slice", rows[:1])], tmp_path / "c.png", 18.38, "teacher")
+    assert drawn == [("two slices, valid", "-"), ("two slices, test", "-"),
+                     ("one slice, valid", "--"), ("one slice, test", "--")]
+    assert (tmp_path / "c.png").stat().st_size > 0
