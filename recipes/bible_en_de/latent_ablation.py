@@ -98,6 +98,14 @@ def main() -> None:
         raise SystemExit(f"{args.nat} is not a latent transformer checkpoint")
     prior_latents = model.greedy_latents
     rows = {}
+
+    def record(variant: str, hypotheses: list[str]):
+        """Score one row's translations, keep and print its BLEU and chrF; returns sacreBLEU's result."""
+        result = score(hypotheses, references)
+        rows[variant] = {"bleu": result.bleu, "chrf": result.chrf}
+        print(f"{variant:>9}: BLEU {result.bleu:.2f}  chrF {result.chrf:.1f}")
+        return result
+
     for variant in VARIANTS:
         generator = torch.Generator().manual_seed(args.seed)
 
@@ -106,21 +114,18 @@ def main() -> None:
             return replaced_codes(codes, variant, model.cfg.codebook_size, generator)
 
         model.greedy_latents = latents
-        result = score(translator.translate(sources, batch_size=args.batch_size), references)
-        rows[variant] = {"bleu": result.bleu, "chrf": result.chrf}
-        print(f"{variant:>9}: BLEU {result.bleu:.2f}  chrF {result.chrf:.1f}")
+        result = record(variant, translator.translate(sources, batch_size=args.batch_size))
     model.greedy_latents = prior_latents
-    oracle_targets = {"oracle_reference": references}
-    if args.teacher is not None:
-        teacher_out = Translator.load(args.teacher, data_dir=folder.data_bin).translate(sources, args.batch_size)
-        oracle_targets = {"oracle_teacher": teacher_out, **oracle_targets}
+    oracle_targets: dict[str, list[str]] = {}
     if not has_autoencoder(model):
         print("no oracle rows: this checkpoint has no autoencoder (an --inference-only export)")
-        oracle_targets = {}
+    else:
+        if args.teacher is not None:  # the teacher decodes only when its row can be scored
+            teacher = Translator.load(args.teacher, data_dir=folder.data_bin)
+            oracle_targets["oracle_teacher"] = teacher.translate(sources, args.batch_size)
+        oracle_targets["oracle_reference"] = references
     for variant, targets in oracle_targets.items():
-        result = score(decode_with_target_codes(translator, sources, targets, args.batch_size), references)
-        rows[variant] = {"bleu": result.bleu, "chrf": result.chrf}
-        print(f"{variant:>9}: BLEU {result.bleu:.2f}  chrF {result.chrf:.1f}")
+        result = record(variant, decode_with_target_codes(translator, sources, targets, args.batch_size))
     report = {"command": " ".join(sys.argv), "checkpoint": str(args.nat), "split": args.split,
               "bleu_signature": result.bleu_signature, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
