@@ -10,6 +10,8 @@ import logging
 __version__ = "0.1.0"
 
 logger = logging.getLogger(__name__)
+# fairseq's text-to-speech task (which vqnat never uses) logs "Please install tensorboardX" at import time.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 try:
     import fairseq  # noqa: F401

@@ -8,14 +8,20 @@ checkpoint. Only load checkpoints you trust (your own, or from a source you woul
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 TRUSTED_LOAD_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 def allow_trusted_checkpoint_loading() -> None:
-    """Let fairseq's ``torch.load`` unpickle checkpoints in this process (see module docstring)."""
+    """Let fairseq's ``torch.load`` unpickle checkpoints in this process (see module docstring).
+
+    torch then warns, on every load, that the variable is set: vqnat set it on purpose, so that warning is muted.
+    """
     os.environ.update(TRUSTED_LOAD_ENV)
+    warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected",
+                            category=UserWarning)
 
 
 def trusted_checkpoint_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
