@@ -163,6 +163,8 @@ def translate(
     Example: echo "In the beginning was the Word." | vqnat translate --model work/nat-soft/checkpoint_best.pt
 
     Noisy parallel decoding: --latent-beam 4 --rescore-with work/teacher/checkpoint_best.pt
+
+    A progress bar (sentences translated) goes to stderr when it is a terminal.
     """
     _check_device(device)
     if input != "-" and not Path(input).is_file():
@@ -171,7 +173,7 @@ def translate(
     options = DecodingOptions(beam=beam, collapse_repeated_tokens=collapse_repeats, latent_beam=latent_beam,
                               length_ratio=length_ratio, length_offset=length_offset)
     translator = Translator.load(model, data_dir=data_dir, device=device, options=options, rescorer=rescore_with)
-    result = "\n".join(translator.translate(text.splitlines(), batch_size=batch_size)) + "\n"
+    result = "\n".join(translator.translate(text.splitlines(), batch_size=batch_size, progress=True)) + "\n"
     if output == "-":
         sys.stdout.write(result)
     else:

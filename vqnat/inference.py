@@ -173,8 +173,11 @@ class Translator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def translate(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
-        """Translate sentences in batches of ``batch_size`` (sorted by length for less padding), in order."""
+    def translate(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[str]:
+        """Translate sentences in batches of ``batch_size`` (sorted by length for less padding), in order.
+
+        ``progress``: a progress bar (sentences) on stderr when it is a terminal.
+        """
         if isinstance(texts, str):
             raise ValueError("translate() takes a list of sentences, not a single string")
         if batch_size < 1:
@@ -185,10 +188,15 @@ class Translator:
         if bad:
             raise ValueError(f"sentence {bad[0]} is a {type(texts[bad[0]]).__name__}, not a string")
         order = sorted(encoded, key=lambda i: len(encoded[i]))
+        bar = _progress_bar(len(order)) if progress else None  # none at all on the latency-critical path
         for start in range(0, len(order), batch_size):
             ids = order[start : start + batch_size]
             for i, hyp in zip(ids, self.translate_ids([encoded[i] for i in ids]), strict=True):
                 results[i] = hyp
+            if bar is not None:
+                bar.update(len(ids))
+        if bar is not None:
+            bar.close()
         return results
 
     def encode(self, text: str) -> Tensor:
@@ -244,6 +252,13 @@ class Translator:
 
         return SequenceGenerator([self.model], self.tgt_dict, beam_size=self.options.beam,
                                  max_len_a=self.options.max_len_a, max_len_b=self.options.max_len_b)
+
+
+def _progress_bar(total: int):
+    """A tqdm bar over ``total`` sentences on stderr, drawn only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="translating", unit=" sent", disable=None)
 
 
 def dictionary_folder(folder: Path) -> Path:

@@ -183,6 +183,32 @@ def test_translator_translates_lists_in_order(trained, teacher, real_pairs, whic
     assert info["parameters"] > 0 and info["kind"] == translator.kind
 
 
+def test_translator_progress_bar_counts_translated_sentences(trained, real_pairs, monkeypatch):
+    import vqnat.inference
+    from vqnat.inference import Translator
+
+    made = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.n, self.closed = total, 0, False
+            made.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(vqnat.inference, "_progress_bar", Bar)
+    translator = Translator.load(trained[1])
+    sources = [s for s, _ in real_pairs[140:147]] + [""]
+    translator.translate(sources, batch_size=3)
+    assert made == []  # off by default: nothing on the latency-critical path
+    translator.translate(sources, batch_size=3, progress=True)
+    assert len(made) == 1 and made[0].total == made[0].n == 7 and made[0].closed
+
+
 def test_translator_encodes_as_fairseq_does(trained, real_pairs):
     from vqnat.inference import Translator
 
