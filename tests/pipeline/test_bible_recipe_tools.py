@@ -316,3 +316,57 @@ def test_learning_curve_plots_compared_runs_in_one_figure(tmp_path, monkeypatch)
     assert drawn == [("two slices, valid", "-"), ("two slices, test", "-"),
                      ("one slice, valid", "--"), ("one slice, test", "--")]
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_refit_trains_only_its_stage_and_keeps_the_best_valid_state(tiny_checkpoints):
+    from vqnat.inference import Translator
+
+    refit = load_script("refit")
+    torch.manual_seed(0)
+    translator = Translator.load(tiny_checkpoints.nat, data_dir=tiny_checkpoints.data_bin)
+    model = translator.model
+    translator.task.load_dataset("train")
+    batches = refit.cache_batches(model, translator.task, translator.task.dataset("train"), max_tokens=512, seed=1)
+    assert len(batches) > 1 and sum(len(b.codes) for b in batches) == 120
+
+    start = {name: t.clone() for name, t in model.state_dict().items()}
+    scores = iter([1.0, 3.0, 2.0, 0.0])  # valid "BLEU" before training, then after epochs 1, 2, 3
+    log: list[dict] = []
+    best = refit.run_stage("prior", model, batches, epochs=3, lr=3e-3, smoothing=0.1, seed=1,
+                           evaluate=lambda: next(scores), log=log)
+    prior_names = {n for n, _ in model.named_parameters() if n.startswith(("prior_embed.", "prior.", "prior_out."))}
+    after = model.state_dict()
+    for name, value in start.items():  # the encoder and embeddings stay frozen, so the cache stays exact
+        changed = not torch.equal(value, after[name])
+        assert changed == (name in prior_names), name
+    assert [row["epoch"] for row in log] == [0, 1, 2, 3]
+    assert log[3]["train_loss"] < log[1]["train_loss"]  # the prior fits its cached codes
+    assert not all(torch.equal(best[n], after[n]) for n in prior_names)  # best = epoch 1, not the last
+    assert all(torch.equal(best[n], start[n]) for n in start if n not in prior_names)
+
+    model.load_state_dict(best)
+    before_decoder = {name: t.clone() for name, t in model.state_dict().items()}
+    scores = iter([0.0, 1.0])
+    refit.run_stage("decoder", model, batches, epochs=1, lr=1e-3, smoothing=0.1, seed=1,
+                    evaluate=lambda: next(scores), log=log)
+    for name, value in before_decoder.items():
+        changed = not torch.equal(value, model.state_dict()[name])
+        assert changed == name.startswith(("decompress.", "decoder.")), name
+
+
+def test_refit_extra_text_pairs_are_indexed_as_the_binarized_data(tiny_checkpoints):
+    from tests.fixtures_fairseq import genesis_pairs
+    from vqnat.inference import Translator
+
+    refit = load_script("refit")
+    translator = Translator.load(tiny_checkpoints.nat, data_dir=tiny_checkpoints.data_bin)
+    translator.task.load_dataset("train")
+    binarized = translator.task.dataset("train")
+    pairs = genesis_pairs()[:5]
+    extra = refit.text_pairs_dataset(translator, [s for s, _ in pairs], [t for _, t in pairs])
+    assert len(extra) == 5
+    for i in range(5):
+        assert torch.equal(extra[i]["source"], binarized[i]["source"])
+        assert torch.equal(extra[i]["target"], binarized[i]["target"])
+    with pytest.raises(SystemExit, match="2 extra sources but 1 extra targets"):
+        refit.text_pairs_dataset(translator, ["a", "b"], ["c"])
