@@ -91,10 +91,9 @@ def cache_batches(model, task, dataset, max_tokens: int, seed: int) -> list[Cach
     for sample in iterator.next_epoch_itr(shuffle=False):
         net = sample["net_input"]
         enc, enc_pad = model.encode(net["src_tokens"])
-        out = model(net["src_tokens"], net["src_lengths"], sample["target"])
+        out = model.autoencode(net["src_lengths"], sample["target"], enc, enc_pad)
         batches.append(CachedBatch(enc=enc, enc_pad=enc_pad, codes=out.vq.codes, latent_mask=out.latent_mask,
-                                   lengths=out.token_mask.sum(1), targets=out.token_targets,
-                                   token_mask=out.token_mask))
+                                   lengths=out.lengths, targets=out.targets, token_mask=out.token_mask))
     return batches
 
 

@@ -126,6 +126,17 @@ class LatentTransformerOutput(NamedTuple):
     length_weight: float = 0.0
 
 
+class AutoencodedTarget(NamedTuple):
+    """A target through the autoencoder (:meth:`LatentTransformerModel.autoencode`)."""
+
+    targets: Tensor  # (B, T') EOS-terminated, padded to T'_b = |y| (+ offset) rounded up to a multiple of 2^nc
+    token_mask: Tensor  # (B, T') True at each sentence's own T'_b positions
+    lengths: Tensor  # (B,) T'_b
+    target_embeddings: Tensor  # (B, T', D) scaled token embeddings (the decoder's gold inputs in warm-up)
+    latent_mask: Tensor  # (B, L) True at each sentence's own T'_b / 2^nc latents
+    vq: QuantizerOutput  # quantized latents [B, L, D], codes [B, L, H], ...
+
+
 class Translation(NamedTuple):
     """Greedy NAT output for a batch: tokens ``[B, T']`` (pad after EOS) and per-token log-probabilities."""
 
@@ -278,9 +289,24 @@ class LatentTransformerModel(BaseFairseqModel):
         """Teacher-forced pass: ``src_tokens [B, S]``, ``src_lengths [B]``, ``target [B, T]`` (right-padded,
         EOS-terminated, as in fairseq samples) -> :class:`LatentTransformerOutput`."""
         enc, enc_pad = self.encode(src_tokens)
-        tgt_lengths = target.ne(self.pad).sum(1)  # (B,)
-        lengths = self.target_lengths(src_lengths, tgt_lengths)  # (B,) T'_b
         length_logits = self.predict_length_logits(enc, enc_pad)  # (B, 256) or None
+        latents = self.autoencode(src_lengths, target, enc, enc_pad)
+        vq, lengths = latents.vq, latents.lengths
+        gold = latents.target_embeddings if self.training and self._gold_mix_probability() > 0 else None
+        token_logits = self.decode(vq.quantized, lengths, enc, enc_pad, gold=gold)
+        prior_logits = self.prior_logits(vq.codes.detach(), enc, enc_pad)  # stop-gradient codes
+        tgt_lengths = target.ne(self.pad).sum(1)  # (B,)
+        return LatentTransformerOutput(
+            token_logits=token_logits, token_targets=latents.targets, token_mask=latents.token_mask,
+            prior_logits=prior_logits, prior_targets=vq.samples.detach(), latent_mask=latents.latent_mask,
+            prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq,
+            length_logits=length_logits, length_targets=tgt_lengths.clamp_max(LENGTH_CLASSES - 1),
+            length_weight=self.cfg.length_loss_weight if length_logits is not None else 0.0)
+
+    def autoencode(self, src_lengths: Tensor, target: Tensor, enc: Tensor, enc_pad: Tensor) -> AutoencodedTarget:
+        """The autoencoder half of the training pass: target ``[B, T]`` (right-padded, EOS-terminated) and the
+        source encoding -> the target padded to ``T'_b`` and its quantized latents (:class:`AutoencodedTarget`)."""
+        lengths = self.target_lengths(src_lengths, target.ne(self.pad).sum(1))  # (B,) T'_b
         t_max = int(lengths.max())
         targets = target.new_full((target.shape[0], t_max), self.pad)
         targets[:, : target.shape[1]] = target[:, :t_max]  # (B, T') EOS then pad
@@ -289,16 +315,7 @@ class LatentTransformerModel(BaseFairseqModel):
         a = self.autoencoder(self.dropout(y + self._positions(token_mask)), ~token_mask, enc, enc_pad)
         z = self.compress(a, lengths)  # (B, L, D)
         latent_mask = _length_mask(lengths // self.factor, z.shape[1])  # (B, L)
-        vq = self._quantize(z, latent_mask)
-        gold = y if self.training and self._gold_mix_probability() > 0 else None
-        token_logits = self.decode(vq.quantized, lengths, enc, enc_pad, gold=gold)
-        prior_logits = self.prior_logits(vq.codes.detach(), enc, enc_pad)  # stop-gradient codes
-        return LatentTransformerOutput(
-            token_logits=token_logits, token_targets=targets, token_mask=token_mask, prior_logits=prior_logits,
-            prior_targets=vq.samples.detach(), latent_mask=latent_mask,
-            prior_weight=float(self.num_updates >= self.cfg.prior_warmup_updates), vq=vq,
-            length_logits=length_logits, length_targets=tgt_lengths.clamp_max(LENGTH_CLASSES - 1),
-            length_weight=self.cfg.length_loss_weight if length_logits is not None else 0.0)
+        return AutoencodedTarget(targets, token_mask, lengths, y, latent_mask, self._quantize(z, latent_mask))
 
     def _quantize(self, z: Tensor, latent_mask: Tensor) -> QuantizerOutput:
         """Quantize only each sentence's own latents (batch padding must not move the codebook):
