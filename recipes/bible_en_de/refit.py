@@ -143,7 +143,8 @@ def prior_codes(model, batch: CachedBatch) -> Tensor:
 def run_stage(name: str, model, batches: list[CachedBatch], epochs: int, lr: float, smoothing: float,
               seed: int, evaluate, log: list[dict]) -> dict[str, Tensor]:
     """Train one stage (``prior`` or ``decoder``) for ``epochs`` epochs with Adam and a linear warm-up of one
-    tenth of the first epoch; returns the best state dict by ``evaluate()`` (valid BLEU), the start included."""
+    tenth of the first epoch. ``evaluate()`` returns ``{"valid_bleu": ..., other figures to log}``; the state dict
+    with the best ``valid_bleu`` is returned, the start's included."""
     if name == "prior":
         params, modules = prior_parameters(model), [model.prior, model.prior_dropout]
     else:
@@ -154,9 +155,10 @@ def run_stage(name: str, model, batches: list[CachedBatch], epochs: int, lr: flo
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.98), eps=1e-8)
     warmup = max(1, len(batches) // 10)
-    best_bleu, best_state = evaluate(), copy.deepcopy(model.state_dict())
-    log.append({"stage": name, "epoch": 0, "valid_bleu": best_bleu})
-    print(f"{name} epoch 0: valid BLEU {best_bleu:.2f}", flush=True)
+    scores = evaluate()
+    best_bleu, best_state = scores["valid_bleu"], copy.deepcopy(model.state_dict())
+    log.append({"stage": name, "epoch": 0, **scores})
+    print(f"{name} epoch 0: {_figures(scores)}", flush=True)
     generator = torch.Generator().manual_seed(seed)
     step = 0
     for epoch in range(1, epochs + 1):
@@ -178,18 +180,22 @@ def run_stage(name: str, model, batches: list[CachedBatch], epochs: int, lr: flo
             losses.append(loss.item())
             accuracies.append(accuracy)
         model.eval()
-        bleu = evaluate()
+        seconds = round(time.time() - start, 1)
+        scores = evaluate()
         row = {"stage": name, "epoch": epoch, "train_loss": round(sum(losses) / len(losses), 4),
-               "train_accuracy": round(sum(accuracies) / len(accuracies), 4), "valid_bleu": bleu,
-               "seconds": round(time.time() - start, 1)}
+               "train_accuracy": round(sum(accuracies) / len(accuracies), 4), **scores, "seconds": seconds}
         log.append(row)
         print(f"{name} epoch {epoch}: loss {row['train_loss']:.3f}  accuracy {row['train_accuracy']:.3f}  "
-              f"valid BLEU {bleu:.2f}  ({row['seconds']:.0f} s)", flush=True)
-        if bleu > best_bleu:
-            best_bleu, best_state = bleu, copy.deepcopy(model.state_dict())
+              f"{_figures(scores)}  ({seconds:.0f} s)", flush=True)
+        if scores["valid_bleu"] > best_bleu:
+            best_bleu, best_state = scores["valid_bleu"], copy.deepcopy(model.state_dict())
     for p in model.parameters():
         p.requires_grad_(True)
     return best_state
+
+
+def _figures(scores: dict[str, float]) -> str:
+    return "  ".join(f"{name.replace('_bleu', '')} BLEU {value:.2f}" for name, value in scores.items())
 
 
 def save_checkpoint(source: Path, out: Path, weights: dict[str, Tensor], report: dict) -> None:
@@ -216,7 +222,9 @@ def main() -> None:
     parser.add_argument("--extra", type=Path, nargs=2, metavar=("SOURCES", "TARGETS"),
                         help="extra training pairs, raw text one per line (e.g. more sources and the teacher's "
                              "translations of them: more distillation data for the prior and decoder)")
-    parser.add_argument("--valid-split", default="valid")
+    parser.add_argument("--valid-split", default="valid", help="the split that selects the weights")
+    parser.add_argument("--report-split", default=None,
+                        help="also score this split after every epoch, for the report only (e.g. test)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -235,12 +243,13 @@ def main() -> None:
         raise SystemExit(f"{args.nat} is not a latent transformer checkpoint")
     if is_inference_only(model.state_dict()):
         raise SystemExit(f"{args.nat} is an inference-only export: the refit needs its autoencoder")
-    sources = folder.read_raw(args.valid_split, "src")
-    references = folder.read_raw(args.valid_split, "tgt")
+    splits = {"valid_bleu": args.valid_split, **({"report_bleu": args.report_split} if args.report_split else {})}
+    texts = {key: (folder.read_raw(split, "src"), folder.read_raw(split, "tgt")) for key, split in splits.items()}
 
-    def evaluate() -> float:
+    def evaluate() -> dict[str, float]:
         model.eval()
-        return round(score(translator.translate(sources, batch_size=128), references).bleu, 2)
+        return {key: round(score(translator.translate(sources, batch_size=128), references).bleu, 2)
+                for key, (sources, references) in texts.items()}
 
     start = time.time()
     translator.task.load_dataset("train")
@@ -259,6 +268,7 @@ def main() -> None:
         model.load_state_dict(run_stage("decoder", model, batches, args.decoder_epochs, args.decoder_lr,
                                         args.label_smoothing, args.seed, evaluate, log))
     report = {"command": " ".join(sys.argv), "checkpoint": str(args.nat), "valid_split": args.valid_split,
+              "report_split": args.report_split,
               "threads": args.threads, "minutes": round((time.time() - start) / 60, 1), "epochs": log,
               "valid_bleu": max(row["valid_bleu"] for row in log) if log else math.nan}
     save_checkpoint(args.nat, args.out, model.state_dict(), report)

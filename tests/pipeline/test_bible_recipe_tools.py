@@ -330,7 +330,7 @@ def test_refit_trains_only_its_stage_and_keeps_the_best_valid_state(tiny_checkpo
     assert len(batches) > 1 and sum(len(b.codes) for b in batches) == 120
 
     start = {name: t.clone() for name, t in model.state_dict().items()}
-    scores = iter([1.0, 3.0, 2.0, 0.0])  # valid "BLEU" before training, then after epochs 1, 2, 3
+    scores = iter({"valid_bleu": v, "report_bleu": -v} for v in [1.0, 3.0, 2.0, 0.0])  # start, epochs 1-3
     log: list[dict] = []
     best = refit.run_stage("prior", model, batches, epochs=3, lr=3e-3, smoothing=0.1, seed=1,
                            evaluate=lambda: next(scores), log=log)
@@ -340,13 +340,14 @@ def test_refit_trains_only_its_stage_and_keeps_the_best_valid_state(tiny_checkpo
         changed = not torch.equal(value, after[name])
         assert changed == (name in prior_names), name
     assert [row["epoch"] for row in log] == [0, 1, 2, 3]
+    assert [row["report_bleu"] for row in log] == [-1.0, -3.0, -2.0, -0.0]
     assert log[3]["train_loss"] < log[1]["train_loss"]  # the prior fits its cached codes
     assert not all(torch.equal(best[n], after[n]) for n in prior_names)  # best = epoch 1, not the last
     assert all(torch.equal(best[n], start[n]) for n in start if n not in prior_names)
 
     model.load_state_dict(best)
     before_decoder = {name: t.clone() for name, t in model.state_dict().items()}
-    scores = iter([0.0, 1.0])
+    scores = iter([{"valid_bleu": 0.0}, {"valid_bleu": 1.0}])
     refit.run_stage("decoder", model, batches, epochs=1, lr=1e-3, smoothing=0.1, seed=1,
                     evaluate=lambda: next(scores), log=log)
     for name, value in before_decoder.items():
