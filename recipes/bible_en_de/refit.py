@@ -38,6 +38,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from recipes.bible_en_de.export_weights import is_inference_only  # noqa: E402
+from vqnat.criterions.latent_transformer_loss import smoothed_cross_entropy  # noqa: E402
 from vqnat.inference import Translator  # noqa: E402
 from vqnat.pipeline.evaluate import score  # noqa: E402
 from vqnat.pipeline.prepared import open_prepared  # noqa: E402
@@ -57,12 +58,8 @@ class CachedBatch:
 
 
 def label_smoothed_nll(logits: Tensor, targets: Tensor, mask: Tensor, smoothing: float) -> Tensor:
-    """Mean over ``mask`` of ``(1 - s) * -log p(t) + s * mean_v -log p(v)``; logits ``[..., V]``."""
-    log_probs = logits.float().log_softmax(-1)
-    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    smooth = -log_probs.mean(-1)
-    loss = (1 - smoothing) * nll + smoothing * smooth
-    return loss[mask].mean()
+    """The training criterion's label-smoothed cross-entropy ``[..., V], [...]``, averaged over ``mask``."""
+    return smoothed_cross_entropy(logits, targets, smoothing)[mask].mean()
 
 
 def text_pairs_dataset(translator: Translator, sources: list[str], targets: list[str]):
@@ -122,22 +119,16 @@ def prior_step(model, batch: CachedBatch, smoothing: float) -> tuple[Tensor, flo
 
 def decoder_step(model, batch: CachedBatch, codes: Tensor, smoothing: float) -> tuple[Tensor, float]:
     """Decoder loss when it reads ``codes [B, L, H]`` (the prior's); also its token accuracy."""
-    latents = model.bottleneck.codebook.lookup(codes.flatten(0, 1)).reshape(*codes.shape[:2], -1)  # (B, L, D)
-    logits = model.decode(latents, batch.lengths, batch.enc, batch.enc_pad)  # (B, T', V)
+    logits = model.decode(model.code_latents(codes), batch.lengths, batch.enc, batch.enc_pad)  # (B, T', V)
     accuracy = logits.argmax(-1).eq(batch.targets)[batch.token_mask].float().mean().item()
     return label_smoothed_nll(logits, batch.targets, batch.token_mask, smoothing), accuracy
 
 
 @torch.no_grad()
 def prior_codes(model, batch: CachedBatch) -> Tensor:
-    """The prior's greedy codes for a cached batch ``[B, L, H]`` (eval mode: what inference would read)."""
-    was_training = [m.training for m in (model.prior, model.prior_dropout)]
-    model.prior.eval()
-    model.prior_dropout.eval()
-    codes = model.greedy_latents(batch.enc, batch.enc_pad, batch.codes.shape[1])
-    model.prior.train(was_training[0])
-    model.prior_dropout.train(was_training[1])
-    return codes
+    """The prior's greedy codes for a cached batch ``[B, L, H]``: what inference would read (in the decoder stage
+    :func:`train_mode` leaves the prior in eval mode)."""
+    return model.greedy_latents(batch.enc, batch.enc_pad, batch.codes.shape[1])
 
 
 def run_stage(name: str, model, batches: list[CachedBatch], epochs: int, lr: float, smoothing: float,

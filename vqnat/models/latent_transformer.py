@@ -374,9 +374,7 @@ class LatentTransformerModel(BaseFairseqModel):
 
     def _decode_codes(self, codes: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor) -> Translation:
         """Codes ``[B, L, H]`` -> the decoder's argmax tokens ``[B, T']``, cut after the first EOS."""
-        latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
-        latents = latents.reshape(*codes.shape[:2], -1)  # (B, L, D)
-        hidden = self.decode(latents, lengths, enc, enc_pad, project=False)  # (B, T', D)
+        hidden = self.decode(self.code_latents(codes), lengths, enc, enc_pad, project=False)  # (B, T', D)
         valid = _length_mask(lengths, hidden.shape[1])  # (B, T')
         # Project only each sentence's own positions (not the batch padding) onto the vocabulary. The argmax's
         # log-probability is -log sum_v exp(l_v - max), computed in place in the fresh logits buffer (no
@@ -392,6 +390,11 @@ class LatentTransformerModel(BaseFairseqModel):
         first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
         keep = _length_mask(first_eos, tokens.shape[1])
         return Translation(tokens.masked_fill(~keep, self.pad), log_probs.masked_fill(~keep, 0.0), first_eos, codes)
+
+    def code_latents(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, L, H]`` -> the latents the decoder reads ``[B, L, D]``: each slice's code vector, joined."""
+        latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
+        return latents.reshape(*codes.shape[:2], -1)
 
     def _embed_codes(self, codes: Tensor) -> Tensor:
         """The prior's input embedding: codes ``[..., H]`` (BOS = K) -> the sum of each slice's own embedding of
