@@ -19,6 +19,12 @@ start-up bias, so from the first step a code sits at the (decayed) mean of what 
 at start would anchor codes to their random initial positions for about 1 / (1 - decay) steps.) For the same
 reason, code usage is judged on the bias-corrected count ``c_k / (1 - decay^t)`` after t updates: a code is dead
 when that falls below ``dead_code_threshold`` vectors per step.
+
+Precision: the codebook is an fp32 island. Its buffers stay fp32 when the model is cast to fp16 or bf16 (fairseq's
+``--fp16``/``--bf16`` call ``model.half()``/``model.bfloat16()``), and every computation here casts its input to
+fp32. With decay 0.999 an EMA step moves a count by about 0.1 % of itself: in bf16 (relative spacing 2^-7 = 0.8 %)
+that is under half a step of the format and rounds away, so the statistics would stop moving; in fp16 (spacing
+2^-10 = 0.1 %) each step would be rounded by up to half its size.
 """
 
 from __future__ import annotations
@@ -48,10 +54,11 @@ def shifted_distances(z: Tensor, embedding: Tensor) -> Tensor:
     Returns:
         ``[H, N, K]``.
     """
-    z = z.float().transpose(0, 1)  # (H, N, Dh)
-    embedding = embedding.float()
-    e_sq = embedding.pow(2).sum(-1).unsqueeze(1)  # (H, 1, K)
-    return torch.baddbmm(e_sq, z, embedding.transpose(1, 2), alpha=-2.0)  # (H, N, K)
+    with torch.autocast(device_type=z.device.type, enabled=False):  # autocast would run baddbmm in fp16/bf16
+        z = z.float().transpose(0, 1)  # (H, N, Dh)
+        embedding = embedding.float()
+        e_sq = embedding.pow(2).sum(-1).unsqueeze(1)  # (H, 1, K)
+        return torch.baddbmm(e_sq, z, embedding.transpose(1, 2), alpha=-2.0)  # (H, N, K)
 
 
 class EMACodebook(nn.Module):
@@ -90,6 +97,18 @@ class EMACodebook(nn.Module):
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         # Without k-means initialisation the random codes are ready at once.
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        """``.to()``, ``.cuda()``, ``.half()``, ... as for any module, except that a cast of a floating buffer to
+        fewer than 32 bits keeps it fp32 (only its device changes; see the module docstring)."""
+
+        def keep_fp32(tensor: Tensor) -> Tensor:
+            out = fn(tensor)
+            if tensor.is_floating_point() and out.is_floating_point() and torch.finfo(out.dtype).bits < 32:
+                return tensor.to(device=out.device, dtype=torch.float32)
+            return out
+
+        return super()._apply(keep_fp32, recurse)
 
     # ------------------------------------------------------------------ E step helpers
     def distances(self, z: Tensor) -> Tensor:
