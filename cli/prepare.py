@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vqnat.data.prepare import PreparedData, prepare_bible, prepare_files
+from vqnat.data.prepare import MAX_PIECES, PreparedData, prepare_bible, prepare_files
 
 app = typer.Typer(
     help="Prepare a corpus for training: clean, split, sentencepiece, binarize (resumable; --force redoes).",
@@ -95,6 +95,9 @@ def files(
                                                "ratio (longer/shorter, +10 each) exceeds this, e.g. 2.5."),
     max_words: int | None = typer.Option(None, min=1, help="Drop training pairs with a side longer than this many "
                                          "words, e.g. 250."),
+    max_pieces: int = typer.Option(MAX_PIECES, min=0, help="Leave out training pairs with a side of more "
+                                   "sentencepiece pieces than this (0: no cap); the default fits the models' "
+                                   "positions."),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default: up to 4 CPUs)."),
     seed: int = typer.Option(1, help="Seed of the held-out valid set and of sentencepiece sampling."),
     force: bool = typer.Option(False, "--force", help="Redo every step, even those that are up to date."),
@@ -116,7 +119,7 @@ def files(
                                test_tgt_file=test_tgt_file, src_lang=src_lang, tgt_lang=tgt_lang,
                                vocab_size=vocab_size, max_train=max_train, valid_size=valid_size,
                                moses_normalize=moses_normalize, max_len_ratio=max_len_ratio, max_words=max_words,
-                               seed=seed, workers=workers, force=force)
+                               max_pieces=max_pieces or None, seed=seed, workers=workers, force=force)
     except (ValueError, RuntimeError, OSError) as err:
         _fail(err)
     _report(result)

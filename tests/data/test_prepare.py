@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def test_prepare_files_drops_overlong_and_disproportionate_training_pairs(tmp_pa
     assert result.manifest["source"]["dropped"] == {"length_ratio": 1, "too_long": 1}
     assert result.manifest["sizes"] == {"train": 60, "valid": 6}  # valid is never filtered
     unfiltered = prepare_files(tmp_path / "out2", src_file=src, tgt_file=tgt, valid_src_file=vsrc,
-                               valid_tgt_file=vtgt, vocab_size=200, workers=1)
+                               valid_tgt_file=vtgt, vocab_size=200, workers=1, max_pieces=None)
     assert unfiltered.manifest["sizes"]["train"] == 62
     with pytest.raises(ValueError, match="max-len-ratio"):
         prepare_files(tmp_path / "out3", src_file=src, tgt_file=tgt, max_len_ratio=0.5)
@@ -212,3 +213,60 @@ def test_cli_help_has_examples():
     for command in ("bible", "files"):
         result = invoke("prepare", command, "--help")
         assert result.exit_code == 0 and "Examples" in result.stdout and f"vqnat prepare {command}" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# line endings and the subword-length cap
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_a_lone_carriage_return_stays_inside_its_line(tmp_path):
+    from vqnat.data.prepare import _read_pairs, _scan_parallel
+
+    src, tgt = tmp_path / "a.en", tmp_path / "a.de"
+    src.write_bytes(b"One\rhalf.\r\nTwo.\n")  # a lone \r inside line 1, then a Windows line end
+    tgt.write_bytes(b"Eins.\nZwei.\n")
+    assert _scan_parallel(src, tgt) == (2, 2)
+    assert list(_read_pairs(src, tgt)) == [("One\rhalf.", "Eins."), ("Two.", "Zwei.")]
+
+
+def test_sides_of_different_lengths_fail_naming_the_first_unpaired_line(tmp_path):
+    from vqnat.data.prepare import _scan_parallel
+
+    src = write_lines(tmp_path / "a.en", ["One.", "Two.", "Three."])
+    tgt = write_lines(tmp_path / "a.de", ["Eins.", "Zwei."])
+    with pytest.raises(ValueError, match=r"has 3 lines but .* has 2: .*line 3 of .*a\.en has no partner"):
+        _scan_parallel(src, tgt)
+
+
+def test_prepare_files_caps_training_pairs_at_max_pieces(tmp_path, tiny_bible_bin):
+    pairs = tiny_bible_bin.train[:60]
+    long_src, long_tgt = " ".join(["word"] * 300), " ".join(["Wort"] * 300)  # verses: under 150 pieces
+    src = write_lines(tmp_path / "a.en", [p.src for p in pairs] + [long_src, "Split\rhere."])
+    tgt = write_lines(tmp_path / "a.de", [p.tgt for p in pairs] + [long_tgt, "Hier geteilt."])
+    vsrc = write_lines(tmp_path / "v.en", [p.src for p in tiny_bible_bin.valid[:5]] + [long_src])
+    vtgt = write_lines(tmp_path / "v.de", [p.tgt for p in tiny_bible_bin.valid[:5]] + [long_tgt])
+    result = prepare_files(tmp_path / "out", src_file=src, tgt_file=tgt, valid_src_file=vsrc, valid_tgt_file=vtgt,
+                           vocab_size=200, workers=1, max_pieces=250)
+    assert result.manifest["subword_filter"] == {"max_pieces": 250, "dropped_too_many_pieces": 1}
+    assert result.manifest["sizes"] == {"train": 61, "valid": 6}  # valid is never filtered
+    raw = (result.root / "raw" / "train.en").read_text(encoding="utf-8").splitlines()
+    assert raw[-2:] == [long_src, "Split here."]  # the raw text before the cap; the \r became a space
+    pieces = {lang: (result.root / "spm" / f"train.{lang}").read_text(encoding="utf-8").splitlines()
+              for lang in ("en", "de")}
+    assert len(pieces["en"]) == len(pieces["de"]) == 61
+    assert max(len(line.split()) for lines in pieces.values() for line in lines) <= 250
+
+
+def test_the_default_piece_cap_fits_the_models_positions():
+    from fairseq.models.transformer import DEFAULT_MAX_TARGET_POSITIONS
+
+    from vqnat.data.prepare import MAX_PIECES
+    from vqnat.models.latent_transformer import LatentTransformerConfig
+
+    nat = LatentTransformerConfig()
+    tokens = MAX_PIECES + 1  # with EOS
+    assert tokens <= nat.max_source_positions
+    assert math.ceil(nat.length_ratio * tokens / 2 ** nat.compress_steps) * 2 ** nat.compress_steps \
+        <= nat.max_target_positions
+    # the teacher's hypotheses: vqnat.pipeline.distill runs fairseq-generate with --max-len-a 1.2 --max-len-b 10
+    assert 1.2 * tokens + 10 <= DEFAULT_MAX_TARGET_POSITIONS

@@ -5,13 +5,21 @@ The prepared folder::
     <out>/raw/{train,valid,test}.{src,tgt}   cleaned text, one sentence per line (test may be absent for files)
     <out>/raw/info.json                      where the text came from (versions, books, dropped pairs, paths)
     <out>/spm.model, spm.vocab               joint sentencepiece model (unigram)
-    <out>/spm/{split}.{lang}                 space-separated pieces
+    <out>/spm/{split}.{lang}                 space-separated pieces (training pairs over ``max_pieces`` left out)
+    <out>/spm/filter.json                    the subword-length cap and how many training pairs it left out
     <out>/data-bin/                          fairseq-preprocess output: dict.{src,tgt}.txt, {split}.{src}-{tgt}.*
     <out>/prepare.json                       manifest: sizes, languages, sources, model paths, timings
     <out>/.steps/{step}.json                 what each finished step was run with
 
 Each step (``raw``, ``sentencepiece``, ``encode``, ``binarize``) is skipped when its stamp matches its parameters
 and its outputs exist; once a step runs, every later step runs again. ``force=True`` redoes everything.
+
+Text is read with ``newline="\n"`` everywhere, and lines are counted the same way: only ``\n`` ends a line. A lone
+``\r`` (WMT14's News Commentary has some) stays inside its line, where whitespace cleaning turns it into a space;
+universal-newline reading would split the line there and shift one side of a parallel corpus against the other.
+
+``raw/train`` is the cleaned text before the subword-length cap, which needs the sentencepiece model;
+``spm/`` and ``data-bin/`` hold the pairs within it, and the manifest's sizes count those.
 """
 
 from __future__ import annotations
@@ -27,9 +35,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import sentencepiece as spm
 from tqdm import tqdm
@@ -43,6 +51,12 @@ SPLITS = ("train", "valid", "test")
 DATA_BIN = "data-bin"
 STEPS = ("raw", "sentencepiece", "encode", "binarize")
 CLEANING_VERSION = 1  # bump when bible.clean_verse changes, so prepared folders are rebuilt
+# Training pairs with a side of more pieces than this are left out (EOS not counted). 250 is the cap of fairseq's
+# WMT14 En-De preparation (Moses clean-corpus-n, 1 to 250 subwords). It keeps every model within its positions:
+# the NAT's 2x target is at most 2 * 251 rounded up to 8 = 504 positions (max_target_positions 2048, source 1024),
+# and the teacher's distillation hypotheses at most 1.2 * 251 + 10 = 311 (fairseq's default 1024 positions).
+MAX_PIECES = 250
+FILTER_REPORT = "filter.json"
 
 
 class PreparedData(NamedTuple):
@@ -134,8 +148,13 @@ def _write_pairs(src_path: Path, tgt_path: Path, pairs: Iterable[tuple[str, str]
     return n
 
 
+def _open_text(path: Path) -> TextIO:
+    """A corpus file for reading: UTF-8, and only ``\n`` ends a line (see the module docstring)."""
+    return open(path, encoding="utf-8", newline="\n")
+
+
 def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
+    with _open_text(path) as f:
         return sum(1 for _ in f)
 
 
@@ -148,27 +167,36 @@ def _check_file(path: Path | str | None, what: str) -> Path:
     return path
 
 
-def _scan_parallel(src: Path, tgt: Path) -> tuple[int, int]:
-    """Lines of two line-aligned files, and how many line pairs have text on both sides."""
-    n_lines = n_full = 0
-    with open(src, "rb") as fs, open(tgt, "rb") as ft:
+def _parallel_lines(src: Path, tgt: Path) -> Iterator[tuple[str, str]]:
+    """Line pairs of two line-aligned files, read as :func:`_count_lines` counts; ValueError naming the first line
+    that has no partner, as soon as one side ends before the other."""
+    n_lines = 0
+    with _open_text(src) as fs, _open_text(tgt) as ft:
         for s, t in zip_longest(fs, ft):
             if s is None or t is None:
                 n_src, n_tgt = (n_lines, n_lines + 1 + sum(1 for _ in ft)) if s is None else \
                     (n_lines + 1 + sum(1 for _ in fs), n_lines)
+                longer = tgt if s is None else src
                 raise ValueError(f"{src} has {n_src} lines but {tgt} has {n_tgt}: parallel files must be "
-                                 "line-aligned")
+                                 f"line-aligned (line {n_lines + 1} of {longer} has no partner)")
             n_lines += 1
-            n_full += bool(s.strip() and t.strip())
+            yield s, t
+
+
+def _scan_parallel(src: Path, tgt: Path) -> tuple[int, int]:
+    """Lines of two line-aligned files, and how many line pairs have text on both sides."""
+    n_lines = n_full = 0
+    for s, t in _parallel_lines(src, tgt):
+        n_lines += 1
+        n_full += bool(s.strip() and t.strip())
     if n_lines == 0:
         raise ValueError(f"{src} is empty")
     return n_lines, n_full
 
 
 def _read_pairs(src: Path, tgt: Path) -> Iterator[tuple[str, str]]:
-    with open(src, encoding="utf-8") as fs, open(tgt, encoding="utf-8") as ft:
-        for s, t in zip(fs, ft, strict=True):
-            yield s.strip(), t.strip()
+    for s, t in _parallel_lines(src, tgt):
+        yield s.strip(), t.strip()
 
 
 def _moses_normalizer(lang: str) -> Callable[[str], str]:
@@ -233,24 +261,35 @@ def _train_sentencepiece(root: Path, src_lang: str, tgt_lang: str, config: Sente
                     size, config.vocab_size)
 
 
-def _encode(root: Path, langs: Sequence[str], batch_lines: int = 10_000) -> None:
+def _encode(root: Path, langs: Sequence[str], max_pieces: int | None = None, batch_lines: int = 10_000) -> None:
+    """Pieces of every raw split into ``spm/``; training pairs with a side of more than ``max_pieces`` pieces are
+    left out (valid and test never are), and ``spm/filter.json`` says how many."""
     tokenizer = SentencePieceTokenizer(root / SPM_MODEL)
     raw, out = root / "raw", _fresh_dir(root / "spm")
-    files = [(split, lang) for split in _splits_present(raw, langs[0]) for lang in langs]
-    total = sum(_count_lines(raw / f"{split}.{lang}") for split, lang in files)
-    with tqdm(total=total, desc="sentencepiece encode", unit=" lines", disable=None) as bar:
-        for split, lang in files:
-            with open(raw / f"{split}.{lang}", encoding="utf-8") as fin, \
-                    open(out / f"{split}.{lang}", "w", encoding="utf-8") as fout:
-                batch: list[str] = []
-                for line in fin:
-                    batch.append(line)
-                    if len(batch) == batch_lines:
-                        fout.writelines(p + "\n" for p in tokenizer.encode_lines(batch))
-                        bar.update(len(batch))
-                        batch = []
-                fout.writelines(p + "\n" for p in tokenizer.encode_lines(batch))
-                bar.update(len(batch))
+    splits = _splits_present(raw, langs[0])
+    total = sum(_count_lines(raw / f"{split}.{langs[0]}") for split in splits)
+    dropped = 0
+    with tqdm(total=total, desc="sentencepiece encode", unit=" pairs", disable=None) as bar:
+        for split in splits:
+            limit = max_pieces if split == "train" else None
+            with _open_text(raw / f"{split}.{langs[0]}") as fs, _open_text(raw / f"{split}.{langs[1]}") as ft, \
+                    open(out / f"{split}.{langs[0]}", "w", encoding="utf-8") as out_s, \
+                    open(out / f"{split}.{langs[1]}", "w", encoding="utf-8") as out_t:
+                pairs = zip(fs, ft, strict=True)
+                while batch := list(islice(pairs, batch_lines)):
+                    src_pieces = tokenizer.encode_lines([s for s, _ in batch])
+                    tgt_pieces = tokenizer.encode_lines([t for _, t in batch])
+                    for s, t in zip(src_pieces, tgt_pieces, strict=True):
+                        if limit is not None and max(len(s.split()), len(t.split())) > limit:
+                            dropped += 1
+                            continue
+                        out_s.write(s + "\n")
+                        out_t.write(t + "\n")
+                    bar.update(len(batch))
+    if dropped:
+        logger.info("left out %d training pairs with a side of more than %d pieces", dropped, max_pieces)
+    report = {"max_pieces": max_pieces, "dropped_too_many_pieces": dropped}
+    (out / FILTER_REPORT).write_text(json.dumps(report) + "\n", encoding="utf-8")
 
 
 def _binarize(root: Path, src_lang: str, tgt_lang: str, workers: int) -> None:
@@ -310,8 +349,9 @@ def _write_manifest(root: Path, pipeline: _Pipeline, src_lang: str, tgt_lang: st
         "vqnat_version": __version__,
         "src_lang": src_lang,
         "tgt_lang": tgt_lang,
-        "sizes": {split: _count_lines(raw / f"{split}.{src_lang}") for split in splits},
+        "sizes": {split: _count_lines(root / "spm" / f"{split}.{src_lang}") for split in splits},
         "source": json.loads((raw / "info.json").read_text(encoding="utf-8")),
+        "subword_filter": json.loads((root / "spm" / FILTER_REPORT).read_text(encoding="utf-8")),
         "raw": {split: [f"raw/{split}.{src_lang}", f"raw/{split}.{tgt_lang}"] for split in splits},
         "sentencepiece": {"model": SPM_MODEL, "model_type": config.model_type,
                           "vocab_size_requested": config.vocab_size, "vocab_size": tokenizer.vocab_size},
@@ -325,7 +365,8 @@ def _write_manifest(root: Path, pipeline: _Pipeline, src_lang: str, tgt_lang: st
 
 
 def _run(root: Path, *, src_lang: str, tgt_lang: str, raw_params: dict[str, Any], write_raw: Callable[[], None],
-         spm_config: SentencePieceConfig, workers: int | None, seed: int, force: bool) -> PreparedData:
+         spm_config: SentencePieceConfig, workers: int | None, seed: int, force: bool,
+         max_pieces: int | None = None) -> PreparedData:
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     root.mkdir(parents=True, exist_ok=True)
     pipeline = _Pipeline(root, force=force)
@@ -336,8 +377,9 @@ def _run(root: Path, *, src_lang: str, tgt_lang: str, raw_params: dict[str, Any]
     splits = _splits_present(raw, src_lang)
     pipeline.step("sentencepiece", {"config": spm_config.__dict__, "seed": seed}, [root / SPM_MODEL],
                   lambda: _train_sentencepiece(root, src_lang, tgt_lang, spm_config, seed, workers))
-    pipeline.step("encode", {}, [root / "spm" / f"{s}.{lang}" for s in splits for lang in (src_lang, tgt_lang)],
-                  lambda: _encode(root, (src_lang, tgt_lang)))
+    encoded = [root / "spm" / f"{s}.{lang}" for s in splits for lang in (src_lang, tgt_lang)]
+    pipeline.step("encode", {} if max_pieces is None else {"max_pieces": max_pieces},
+                  [*encoded, root / "spm" / FILTER_REPORT], lambda: _encode(root, (src_lang, tgt_lang), max_pieces))
     pipeline.step("binarize", {}, _bin_outputs(root, src_lang, tgt_lang, splits),
                   lambda: _binarize(root, src_lang, tgt_lang, workers))
     manifest = _write_manifest(root, pipeline, src_lang, tgt_lang, spm_config)
@@ -417,6 +459,7 @@ def prepare_files(
     moses_normalize: bool = False,
     max_len_ratio: float | None = None,
     max_words: int | None = None,
+    max_pieces: int | None = MAX_PIECES,
     seed: int = 1,
     workers: int | None = None,
     force: bool = False,
@@ -425,9 +468,11 @@ def prepare_files(
 
     Training pairs with an empty side are dropped; so are, when set, pairs whose character-length ratio (longer
     over shorter, +10 each) exceeds ``max_len_ratio`` or with a side of more than ``max_words`` words (the usual
-    cleaning of web-crawled corpora; valid and test are never filtered). ``max_train`` keeps the first N training
-    pairs. Without valid files, ``valid_size`` random training pairs (at most a tenth) are held out as valid.
-    Test files are optional. ``moses_normalize`` applies sacremoses' punctuation normalizer to every split.
+    cleaning of web-crawled corpora; valid and test are never filtered). Once the sentencepiece model exists,
+    training pairs with a side of more than ``max_pieces`` pieces are left out of ``spm/`` and ``data-bin/``
+    (None: no cap; see :data:`MAX_PIECES`). ``max_train`` keeps the first N training pairs. Without valid files,
+    ``valid_size`` random training pairs (at most a tenth) are held out as valid. Test files are optional.
+    ``moses_normalize`` applies sacremoses' punctuation normalizer to every split.
     """
     root = _check_out_dir(out_dir)
     src_lang, tgt_lang = _check_lang(src_lang), _check_lang(tgt_lang)
@@ -447,6 +492,8 @@ def prepare_files(
         raise ValueError(f"--max-len-ratio must be at least 1, got {max_len_ratio}")
     if max_words is not None and max_words < 1:
         raise ValueError(f"--max-words must be at least 1, got {max_words}")
+    if max_pieces is not None and max_pieces < 1:
+        raise ValueError(f"--max-pieces must be at least 1, got {max_pieces}")
     params = {"source": "files", "files": {split: [str(p.resolve()) for p in paths] for split, paths in given.items()},
               "stat": {split: [(p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
                        for split, paths in given.items()},
@@ -508,7 +555,8 @@ def prepare_files(
         (raw / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
 
     return _run(root, src_lang=src_lang, tgt_lang=tgt_lang, raw_params=params, write_raw=write_raw,
-                spm_config=SentencePieceConfig(vocab_size=vocab_size), workers=workers, seed=seed, force=force)
+                spm_config=SentencePieceConfig(vocab_size=vocab_size), workers=workers, seed=seed, force=force,
+                max_pieces=max_pieces)
 
 
 def load_manifest(root: Path | str) -> dict[str, Any]:
