@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import image, translation
+from cli import bleu, image, translation
 
 evaluate_app = typer.Typer(
     help="Evaluate a trained model on a data split.",
@@ -13,3 +13,4 @@ evaluate_app = typer.Typer(
 )
 evaluate_app.command(name="image")(image.evaluate_image)
 evaluate_app.command(name="translation")(translation.evaluate_translation)
+evaluate_app.command(name="bleu")(bleu.evaluate_bleu)
