@@ -3,6 +3,11 @@
     loss = CE_ls(decoder tokens | encoder latents) + w_prior * CE(prior | sg(codes)) + beta * commitment
            [+ w_length * CE(length predictor | |y|)   with --length-predictor]
 
+``full_loss`` is the same sum with the prior always at weight 1. ``loss`` leaves the prior out during its warm-up,
+so on valid it jumps when the prior comes in, and a checkpoint from before the jump would stay "best" on it for
+good; ``recon_loss`` ignores the prior, which is what decoding depends on. ``full_loss`` compares every checkpoint
+on the one quantity (``--best-checkpoint-metric full_loss``).
+
 Every term is a mean over its own positions (tokens inside T'_b, latents inside L_b), so ``sample_size`` is 1,
 as in fairseq's NAT criterion. For soft EM the prior's target is the averaged one-hot of the m sampled codes:
 ``CE = -(1/m) sum_i log p(k_i)``.
@@ -21,8 +26,8 @@ from torch.nn.functional import cross_entropy
 from vqnat.models.latent_transformer import LatentTransformerOutput
 
 CRITERION_NAME = "vqnat_latent_transformer_loss"
-_LOGGED = ("loss", "recon_loss", "prior_loss", "commitment", "token_accuracy", "prior_accuracy", "perplexity",
-           "dead_fraction", "length_loss", "length_accuracy")
+_LOGGED = ("loss", "full_loss", "recon_loss", "prior_loss", "commitment", "token_accuracy", "prior_accuracy",
+           "perplexity", "dead_fraction", "length_loss", "length_accuracy")
 
 
 @dataclass
@@ -55,15 +60,17 @@ def latent_terms(out: LatentTransformerOutput, label_smoothing: float) -> dict[s
     nearest = out.vq.codes  # (B, L, H)
     prior_acc = masked_mean(out.prior_logits.argmax(-1).eq(nearest).float().mean(-1), out.latent_mask)
     loss = recon + out.prior_weight * prior + out.vq.loss
+    full = recon + prior + out.vq.loss
     terms = {"recon_loss": recon, "prior_loss": prior, "commitment": out.vq.commitment,
              "token_accuracy": token_acc, "prior_accuracy": prior_acc, "perplexity": out.vq.perplexity,
              "dead_fraction": out.vq.dead_fraction}
     if out.length_logits is not None:
         length_ce = cross_entropy(out.length_logits.float(), out.length_targets)
         loss = loss + out.length_weight * length_ce
+        full = full + out.length_weight * length_ce
         terms["length_loss"] = length_ce
         terms["length_accuracy"] = out.length_logits.argmax(-1).eq(out.length_targets).float().mean()
-    return {"loss": loss, **terms}
+    return {"loss": loss, "full_loss": full.detach(), **terms}
 
 
 @register_criterion(CRITERION_NAME, dataclass=LatentTransformerLossConfig)

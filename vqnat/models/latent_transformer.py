@@ -470,9 +470,9 @@ def _length_mask(lengths: Tensor, max_length: int) -> Tensor:
     return torch.arange(max_length, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-# ---------------------------------------------------------------------- presets (sizes only)
-# `--arch vqnat_latent_transformer` (registered with the model) is the dataclass defaults: the paper's base model.
-def _preset(name: str, **sizes: int) -> None:
+# ---------------------------------------------------------------------- presets (sizes, and the big model's dropout)
+# `--arch vqnat_latent_transformer` (registered with the model) is the dataclass defaults.
+def _preset(name: str, **sizes: int | float) -> None:
     def apply(args) -> None:
         for key, value in sizes.items():
             setattr(args, key, getattr(args, key, value))
@@ -489,5 +489,10 @@ _preset("vqnat_lt_cpu", embed_dim=256, ffn_dim=1024, attention_heads=4, encoder_
         autoencoder_layers=1, prior_layers=2, codebook_size=1024)
 _preset("vqnat_lt_small", embed_dim=384, ffn_dim=1536, attention_heads=6, encoder_layers=3, decoder_layers=3,
         autoencoder_layers=2, prior_layers=2)
-_preset("vqnat_lt_base", embed_dim=512, ffn_dim=4096, attention_heads=8, encoder_layers=6, decoder_layers=6)
-_preset("vqnat_lt_big", embed_dim=1024, ffn_dim=4096, attention_heads=16, encoder_layers=6, decoder_layers=6)
+# base and big follow tensor2tensor's transformer_nat_base/_big: 6 layers everywhere, the latent prior included (t2t
+# predicts the latents with a decoder of num_hidden_layers = 6), and for big its layer_prepostprocess_dropout 0.3
+# (vqnat has one dropout, so attention and feed-forward dropout are 0.3 too, where t2t keeps them at 0.1).
+_preset("vqnat_lt_base", embed_dim=512, ffn_dim=4096, attention_heads=8, encoder_layers=6, decoder_layers=6,
+        prior_layers=6)
+_preset("vqnat_lt_big", embed_dim=1024, ffn_dim=4096, attention_heads=16, encoder_layers=6, decoder_layers=6,
+        prior_layers=6, dropout=0.3)

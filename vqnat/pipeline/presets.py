@@ -92,5 +92,5 @@ def nat_train_args(data_bin: Path, save_dir: Path, arch: str = "vqnat_lt_cpu", b
     budget = budget or TrainBudget()
     return _common(data_bin, save_dir, budget, cpu) + [
         "--user-dir", USER_DIR, "--task", "vqnat_translation", "--arch", arch, "--bottleneck", bottleneck,
-        "--criterion", "vqnat_latent_transformer_loss", "--best-checkpoint-metric", "recon_loss",
+        "--criterion", "vqnat_latent_transformer_loss", "--best-checkpoint-metric", "full_loss",
         *NAT_LENGTH_RULES[length_rule], *(extra or [])]
