@@ -5,7 +5,9 @@ sentencepiece pieces, replace the training targets; valid and test keep their re
 prepared folder like the original (same dictionary and tokenizer), so every other command accepts it.
 
 fairseq-generate writes to a results file that is read line by line (its output for a WMT-sized corpus is
-gigabytes: it is never held in memory), and a progress bar follows its batches.
+gigabytes: it is never held in memory), and a progress bar follows its batches. On a GPU the teacher decodes in
+fp16 (fairseq-generate's ``--fp16`` halves the model, as fairseq's own WMT examples decode); fairseq 0.12 has no
+bf16 decoding on GPUs (its ``--bf16`` implies ``--tpu``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: 
         str(folder.data_bin), "--path", str(teacher), "--gen-subset", split, "--beam", str(beam), "--nbest", "1",
         "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1", "--max-len-a", "1.2",
         "--max-len-b", "10", "--num-workers", "0", "--scoring", "sacrebleu", "--results-path", str(results_dir),
-        "--log-format", "simple", "--log-interval", "10", *(["--cpu"] if cpu else [])],
+        "--log-format", "simple", "--log-interval", "10", *(["--cpu"] if cpu else ["--fp16"])],
         log_path=log_path, keep_output=False, progress=f"distilling {split} (teacher beam {beam})")
     results = results_dir / f"generate-{split}.txt"
     hypotheses = read_hypotheses(results, int(folder.manifest["sizes"][split]))
