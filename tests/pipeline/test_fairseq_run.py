@@ -29,7 +29,7 @@ def test_run_fairseq_can_drop_its_output(monkeypatch, tmp_path):
     monkeypatch.setattr(fairseq_run, "fairseq_command", lambda tool, args: ["python", "-c", script])
     log = tmp_path / "run.log"
     tail = fairseq_run.run_fairseq("generate", [], log_path=log, keep_output=False, progress="test")
-    assert tail.count("\n") == 25 and "100 / 100" in tail and "  1 / 100" not in tail
+    assert tail.count("\n") == fairseq_run.TAIL_LINES and "100 / 100" in tail and "  1 / 100" not in tail
     assert sum(line.startswith("INFO") for line in log.read_text().splitlines()) == 100
     full = fairseq_run.run_fairseq("generate", [])
     assert full.count("\n") == 100
@@ -38,8 +38,27 @@ def test_run_fairseq_can_drop_its_output(monkeypatch, tmp_path):
 def test_run_fairseq_failure_names_the_tool(monkeypatch):
     monkeypatch.setattr(fairseq_run, "fairseq_command",
                         lambda tool, args: ["python", "-c", "print('boom'); raise SystemExit(3)"])
-    with pytest.raises(fairseq_run.FairseqError, match=r"fairseq-generate failed \(exit 3\):\nboom"):
+    with pytest.raises(fairseq_run.FairseqError, match=r"^fairseq-generate failed \(exit 3\): boom$"):
         fairseq_run.run_fairseq("generate", [], keep_output=False, progress="x")
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    (["setup", "Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad value", "",
+      "hydra noise"], "ValueError: bad value"),
+    (["usage: fairseq-train [-h]", "fairseq-train: error: unrecognized arguments: --bogus"],
+     "fairseq-train: error: unrecognized arguments: --bogus"),
+    (["a", "last words"], "last words"),
+])
+def test_error_line_picks_the_real_error(output, expected):
+    assert fairseq_run.error_line(output) == expected
+
+
+def test_progress_bar_completes_on_success(monkeypatch, capsys):
+    """fairseq logs every few batches: a run that ends fine fills the bar to 100%."""
+    script = "print('INFO | fairseq.logging.progress_bar | :     40 / 44 wps=1')"
+    monkeypatch.setattr(fairseq_run, "fairseq_command", lambda tool, args: ["python", "-c", script])
+    fairseq_run.run_fairseq("generate", [], progress="distilling")
+    assert "44/44" in capsys.readouterr().err
 
 
 def test_read_hypotheses_orders_by_id_and_names_the_missing(tmp_path: Path):

@@ -51,6 +51,6 @@ def test_bad_arguments_fail_with_one_line(tmp_path, tiny_checkpoints, captured_u
     (tmp_path / "junk.pt").write_bytes(b"\x80\x04 not a pickle")
     result = CliRunner().invoke(app, ["serve", *make_args(tmp_path, tiny_checkpoints)])
     assert result.exit_code == 1
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert not captured_uvicorn

@@ -245,7 +245,7 @@ class LatentTransformerModel(BaseFairseqModel):
             length = torch.minimum(length_logits.argmax(-1), cap) + self.cfg.length_offset
         else:
             raise ValueError("a model with a length predictor needs length_logits (or the target lengths)")
-        length = length.clamp_min(1)
+        length = length.clamp(1, self.cfg.max_target_positions)  # an override must not run past the positions
         return (length + self.factor - 1) // self.factor * self.factor
 
     def predict_length_logits(self, enc: Tensor, enc_pad: Tensor) -> Tensor | None:

@@ -1,30 +1,43 @@
-"""Run fairseq's command-line tools (train, generate, preprocess) with vqnat's plugins, logging to a file."""
+"""Run fairseq's command-line tools (train, generate, preprocess) with vqnat's plugins, logging to a file.
+
+The tool runs as a child process that never outlives this one: it is in its own process group, this process
+forwards SIGINT/SIGTERM/SIGHUP to it, and on Linux the kernel sends it SIGTERM when this process dies, even by
+``kill -9`` (``PR_SET_PDEATHSIG``).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-import vqnat
 from vqnat.checkpoint import trusted_checkpoint_env
 
 logger = logging.getLogger(__name__)
 
-USER_DIR = str(Path(vqnat.__file__).parent)
-
+USER_DIR = str(Path(__file__).resolve().parent.parent)  # the vqnat package: fairseq's --user-dir
 
 # fairseq's "simple" progress lines: "fairseq.logging.progress_bar | :     40 / 716 wps=..." (generate) and
 # "train_inner | epoch 001:     50 / 268 loss=..." (train).
 _PROGRESS = re.compile(r"(?:progress_bar|train_inner)\b.*?(\d+) / (\d+)\b")
+# The line that names what went wrong: a Python exception ("ValueError: ...") or argparse ("train.py: error: ...").
+_ERROR_LINE = re.compile(r"^[\w.]+(?:Error|Exception)\b(?::|$)|: error: ")
+TAIL_LINES = 40  # lines of output kept when the rest is not (enough to hold an error and the noise after it)
+_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class FairseqError(RuntimeError):
-    """A fairseq tool exited with an error; the message holds the end of its output."""
+    """A fairseq tool exited with an error; the message is its error line (the whole output is in its log)."""
 
 
 def progress_position(line: str) -> tuple[int, int] | None:
@@ -33,25 +46,37 @@ def progress_position(line: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def error_line(output: Sequence[str]) -> str:
+    """The line of a failed tool's output that says what went wrong (else its last non-empty line)."""
+    lines = [line.strip() for line in output if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line):
+            return line
+    return lines[-1] if lines else "no output"
+
+
 def fairseq_command(tool: str, args: Sequence[str]) -> list[str]:
     """``python -m fairseq_cli.<tool> <args>`` with this interpreter."""
     return [sys.executable, "-m", f"fairseq_cli.{tool}", *map(str, args)]
 
 
-def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None, echo: bool = False,
-                keep_output: bool = True, progress: str | None = None) -> str:
+def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
+                echo: bool | Callable[[str], bool] = False, keep_output: bool = True, progress: str | None = None,
+                pass_fds: Sequence[int] = ()) -> str:
     """Run a fairseq tool to completion and return its combined output.
 
-    Output goes line by line to ``log_path`` (appended) and, with ``echo``, to stderr so long trainings show
-    their progress. ``keep_output=False`` returns only the last lines (a corpus-sized fairseq-generate must not be
-    held in memory). ``progress`` (a description) shows a progress bar driven by fairseq's progress lines (run the
-    tool with ``--log-format simple``). Raises :class:`FairseqError` with the last lines of output when the tool
-    fails.
+    Output goes line by line to ``log_path`` (appended) and, with ``echo``, to stderr: every line, or those for
+    which ``echo(line)`` is true. ``keep_output=False`` returns only the last lines (a corpus-sized
+    fairseq-generate must not be held in memory). ``progress`` (a description) shows a progress bar driven by
+    fairseq's progress lines (run the tool with ``--log-format simple``). ``pass_fds``: file descriptors the tool
+    inherits (a lock it must hold while it runs). Raises :class:`FairseqError` with the tool's error line when it
+    fails, and ``KeyboardInterrupt`` when a forwarded signal stopped it.
     """
     cmd = fairseq_command(tool, args)
     logger.info("running: %s", " ".join(cmd))
     lines: list[str] = []
-    tail: deque[str] = deque(maxlen=25)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    show = echo if callable(echo) else (lambda line: echo)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -61,8 +86,10 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None, ec
     try:
         if log:
             log.write("$ " + " ".join(cmd) + "\n")
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=trusted_checkpoint_env(), bufsize=1) as proc:
+        with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=trusted_checkpoint_env(), bufsize=1, process_group=0,
+                              pass_fds=tuple(pass_fds), preexec_fn=_die_with_parent()) as proc, \
+                _forwarding_signals(proc) as forwarded:
             assert proc.stdout is not None
             for line in proc.stdout:
                 if keep_output:
@@ -75,14 +102,56 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None, ec
                 if log:
                     log.write(line)
                     log.flush()
-                if echo:
+                if show(line):
                     sys.stderr.write(line)
             code = proc.wait()
+        if bar is not None and code == 0 and bar.total:
+            bar.update(bar.total - bar.n)  # fairseq logs every few batches: the last ones finish the bar
     finally:
         if log:
             log.close()
         if bar is not None:
             bar.close()
+    if forwarded:
+        raise KeyboardInterrupt(f"fairseq-{tool} stopped by signal {forwarded[0]}")
     if code != 0:
-        raise FairseqError(f"fairseq-{tool} failed (exit {code}):\n" + "".join(tail))
+        where = f" (full output: {log_path})" if log_path else ""
+        raise FairseqError(f"fairseq-{tool} failed (exit {code}): {error_line(tail)}{where}")
     return "".join(lines if keep_output else tail)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child, between fork and exec, only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+@contextmanager
+def _forwarding_signals(proc: subprocess.Popen) -> Iterator[list[int]]:
+    """While the child runs, SIGINT/SIGTERM/SIGHUP sent to this process go to it instead; yields the list of
+    signals forwarded (empty when none). Only the main thread can set handlers: elsewhere nothing is forwarded."""
+    forwarded: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield forwarded
+        return
+
+    def forward(signum: int, frame: object) -> None:
+        forwarded.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED_SIGNALS}
+    try:
+        yield forwarded
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

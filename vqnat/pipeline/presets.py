@@ -1,6 +1,6 @@
 """Training recipes as fairseq argument lists: the autoregressive teacher and the latent transformer.
 
-The teacher is the fairseq baseline of ``shared/BASELINES.md`` (3+3 layers, 256 dim, 4 heads, ffn 1024, shared
+The teacher is a small fairseq Transformer baseline (3+3 layers, 256 dim, 4 heads, ffn 1024, shared
 embeddings, dropout 0.2, Adam (0.9, 0.98), lr 7e-4 inverse_sqrt, 1000 warm-up updates, label smoothing 0.1,
 4096 tokens per batch). ``size`` presets only change the sizes.
 """
@@ -30,6 +30,11 @@ NAT_LENGTH_RULES: dict[str, list[str]] = {
     "predictor": ["--length-predictor", "--length-offset", "2"],
     "ratio": [],
 }
+# Interval checkpoints (--save-interval-updates N) kept on disk, newest first; fairseq's own default keeps all.
+# Five, for `vqnat average --last 5`.
+KEEP_INTERVAL_UPDATES = 5
+# Updates between training progress lines (fairseq's --log-interval).
+LOG_INTERVAL = 10
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,23 @@ class TrainBudget:
     save_interval_updates: int = 0
     patience: int = -1
 
+    def __post_init__(self) -> None:
+        for name in ("max_epoch", "max_update", "warmup_updates", "save_interval_updates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
 
 def _common(data_bin: Path, save_dir: Path, budget: TrainBudget, cpu: bool) -> list[str]:
     args = [str(data_bin), "--save-dir", str(save_dir), "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
             "--lr", str(budget.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(budget.warmup_updates),
             "--max-tokens", str(budget.max_tokens), "--max-epoch", str(budget.max_epoch),
             "--required-batch-size-multiple", "1", "--seed", str(budget.seed), "--no-epoch-checkpoints",
-            "--log-format", "simple", "--log-interval", "50", "--num-workers", "0", "--patience", str(budget.patience)]
+            "--log-format", "simple", "--log-interval", str(LOG_INTERVAL), "--num-workers", "0",
+            "--patience", str(budget.patience), "--keep-interval-updates", str(KEEP_INTERVAL_UPDATES)]
     if budget.max_update:
         args += ["--max-update", str(budget.max_update)]
     if budget.save_interval_updates:
