@@ -5,10 +5,12 @@ Stages, in this order (``--stages`` picks some; a stage whose output exists is s
 
   prepare   vqnat prepare files         your WMT14 text -> joint sentencepiece (32k) -> data-bin   WORK/prepared
   teacher   vqnat train teacher         Transformer big (Vaswani et al. 2017), fp16, N GPUs          WORK/teacher
-  distill   vqnat distill               teacher beam 4 over the training source (Kim & Rush 2016)    WORK/distilled
-  nat-soft  vqnat train nat             latent transformer base, soft EM: K = 2^12, nc = 3, m = 10    WORK/nat_soft
+  distill   vqnat distill               teacher beam 4 over the training source, fp16 (Kim & Rush 2016)  WORK/distilled
+  nat-soft  vqnat train nat             latent transformer base, soft EM: K = 2^12, nc = 3, m = 10, AMP  WORK/nat_soft
   nat-hard  vqnat train nat             the same with hard EM (the VQ-VAE baseline)                  WORK/nat_hard
-  evaluate  vqnat evaluate translation  sacreBLEU / chrF on newstest2014, teacher and NATs, one GPU   WORK/results
+  evaluate  vqnat translate, vqnat evaluate bleu
+                                        newstest2014, teacher and NATs: sacreBLEU against the official
+                                        references, and tensor2tensor's tokenized BLEU               WORK/results
   bench     vqnat bench                 latency of the NATs vs the teacher (on --device)   WORK/results
 
     python recipes/wmt14_en_de/run.py --corpus ~/wmt14_en_de --gpus 8 --dry-run   # print the commands
@@ -20,7 +22,8 @@ get fairseq's torch.distributed options from ``--gpus`` (and ``--nodes``/``--nod
 ``--update-freq`` that keeps the effective batch of the reference setup (8 GPUs) on fewer GPUs. The script needs
 only the standard library; it runs `vqnat` (next to this Python, else on PATH, else ``--vqnat``) as argument
 lists, stops at the first failing command with a one-line message, and appends one JSON line per command
-(command, seconds, exit code) to WORK/timeline.jsonl. See README.md beside this file.
+(command, seconds, exit code) to WORK/timeline.jsonl. On GPUs the commands run with TF32 matmuls
+(``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1``; ``--no-tf32`` turns it off). See README.md beside this file.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import shutil
 import subprocess
@@ -58,7 +62,13 @@ DISTILL_BEAM = 4
 # num_samples 10, mask_startup_steps 50000 (decoder fed gold targets with a probability decaying to 0, and the
 # latent-prediction loss switched on, after 50k steps), target length 2 x source, label_smoothing 0.0,
 # batch_size 2048 tokens per GPU, hidden 512, filter 4096, 6 layers (the latent predictor is a 6-layer decoder).
+# Optimizer (transformer_nat_small, inherited by _base): Adam beta1 0.9, beta2 0.997, eps 1e-9, 4000 warm-up steps,
+# and transformer_base_v3's schedule "constant*linear_warmup*rsqrt_decay*rsqrt_hidden_size" with constant 2.0:
+# lr(step) = 2.0 * 512^-0.5 * min(step / 4000, 1) * max(step, 4000)^-0.5, which is fairseq's inverse_sqrt
+# schedule with peak 2.0 * 512^-0.5 * 4000^-0.5 = 1.398e-3 after 4000 linear warm-up updates.
 NAT_ARCH = "vqnat_lt_base"
+NAT_DIM = 512
+T2T_LR_CONSTANT = 2.0
 CODEBOOK_SIZE = 4096  # 2^12
 COMPRESS_STEPS = 3  # nc: latents are 2^3 = 8 times shorter than the (padded) target
 NUM_SAMPLES = 10  # m: soft-EM samples per latent
@@ -71,8 +81,11 @@ PRIOR_LAYERS = 6
 NAT_LABEL_SMOOTHING = "0.0"
 NAT_MAX_TOKENS = 2048
 NAT_UPDATES = 300_000  # our choice: the step count is not one we could confirm from the paper
-NAT_LR = "7e-4"  # the Noam peak for d = 512 and 4000 warm-up steps: 512^-0.5 * 4000^-0.5
+NAT_LR = f"{T2T_LR_CONSTANT * NAT_DIM ** -0.5 * WARMUP_UPDATES ** -0.5:.4g}"  # 0.001398, see above
+NAT_ADAM = ("--adam-betas", "(0.9, 0.997)", "--adam-eps", "1e-9")
 SAVE_INTERVAL_UPDATES = 2500  # checkpoint_last.pt every 2500 updates: a preempted job loses little
+KEEP_CHECKPOINTS = 5  # the last 5 interval checkpoints stay, for `vqnat average --last 5`
+TF32_ENV = {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}  # torch's switch: cuBLAS fp32 matmuls in TF32
 DONE = "recipe_done.json"  # run.py writes it into a training's folder when the training command succeeded
 
 
@@ -159,6 +172,17 @@ def distributed_args(gpus: int, nodes: int = 1, node_rank: int = 0, master: str 
     return args
 
 
+def reference_file(args: argparse.Namespace) -> Path:
+    """newstest2014's German side exactly as the user gave it: what the evaluate stage scores against."""
+    if args.test_tgt is None and args.corpus is None:
+        raise RecipeError(f"the evaluate stage needs --corpus DIR (with test.{TGT}) or --test-tgt: the official "
+                          "references")
+    path = Path(args.test_tgt) if args.test_tgt is not None else args.corpus / f"test.{TGT}"
+    if not path.is_file():
+        raise RecipeError(f"reference file not found: {path} (--test-tgt)")
+    return path
+
+
 def corpus_files(args: argparse.Namespace) -> dict[str, Path]:
     """The user's six files by option name; ``--corpus DIR`` supplies those not named one by one."""
     files: dict[str, Path] = {}
@@ -177,12 +201,13 @@ def corpus_files(args: argparse.Namespace) -> dict[str, Path]:
 
 def _training_options(args: argparse.Namespace, batch_tokens: int, max_tokens: int) -> list[str]:
     """Options every training command passes through to fairseq-train: device-specific ones and checkpointing."""
+    checkpoints = ["--save-interval-updates", str(args.save_interval_updates),
+                   "--keep-interval-updates", str(KEEP_CHECKPOINTS)]
     if args.device == "cpu":
-        return ["--save-interval-updates", str(args.save_interval_updates), "--keep-interval-updates", "1"]
+        return checkpoints
     world = args.gpus * args.nodes
     return ["--update-freq", str(update_freq(batch_tokens, max_tokens, world)),
-            *distributed_args(args.gpus, args.nodes, args.node_rank, args.master),
-            "--save-interval-updates", str(args.save_interval_updates), "--keep-interval-updates", "1"]
+            *distributed_args(args.gpus, args.nodes, args.node_rank, args.master), *checkpoints]
 
 
 def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
@@ -235,32 +260,40 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
             bottleneck = stage.removeprefix("nat-")
             command = ["vqnat", "train", "nat", "--data", str(at.distilled), "--save-dir", str(at.nat(bottleneck)),
                        "--arch", args.nat_arch, "--bottleneck", bottleneck, "--num-samples", str(NUM_SAMPLES),
-                       "--codebook-size", str(CODEBOOK_SIZE), "--prior-warmup", str(args.startup_updates),
+                       "--codebook-size", str(args.codebook_size), "--prior-warmup", str(args.startup_updates),
                        "--max-epoch", "0", "--max-update", str(args.nat_updates),
                        "--max-tokens", str(args.nat_max_tokens), "--lr", NAT_LR, "--warmup", str(args.warmup),
                        "--seed", str(args.seed), "--length-rule", "ratio", *device,  # the paper's 2 x source
                        # the rest goes through to fairseq-train (model and criterion options)
                        "--compress-steps", str(COMPRESS_STEPS), "--beta", BETA, "--codebook-decay", CODEBOOK_DECAY,
                        "--codebook-eps", CODEBOOK_EPS, "--length-ratio", LENGTH_RATIO, "--length-offset", "0",
-                       "--prior-layers", str(PRIOR_LAYERS), "--decoder-gold-mix-updates", str(args.startup_updates),
-                       "--label-smoothing", NAT_LABEL_SMOOTHING,
+                       "--prior-layers", str(args.prior_layers),
+                       "--decoder-gold-mix-updates", str(args.startup_updates),
+                       "--label-smoothing", NAT_LABEL_SMOOTHING, *NAT_ADAM,
+                       # fairseq's automatic mixed precision: fp16 autocast, fp32 weights; the codebook stays fp32
+                       *(["--amp"] if args.device == "cuda" and args.amp else []),
                        *_training_options(args, args.nat_batch_tokens, args.nat_max_tokens),
                        *shlex.split(args.nat_extra)]
             steps.append(Step(stage, tuple(command), at.nat_done(bottleneck),
                               needs=((at.distilled / "distill.json", "distill"),), marker=True,
                               log=at.nat(bottleneck) / "train.log"))
         elif stage == "evaluate":
+            reference = reference_file(args)
             systems = [("teacher_beam4", "teacher", 4), ("teacher_greedy", "teacher", 1)]
             systems += [(f"nat_{b}", f"nat-{b}", 1) for b in args.bottlenecks]
             for name, maker, beam in systems:
                 checkpoint = at.teacher_checkpoint if maker == "teacher" else at.nat_checkpoint(maker[4:])
                 done = at.teacher_done if maker == "teacher" else at.nat_done(maker[4:])
-                out = at.results / f"test_{name}.json"
-                command = ["vqnat", "evaluate", "translation", "--model", str(checkpoint), "--data", str(at.prepared),
-                           "--split", "test", "--beam", str(beam), "--batch-size", str(args.eval_batch_size),
-                           *device, "--json", str(out)]
-                steps.append(Step(stage, tuple(command), out, needs=((at.prepared / "prepare.json", "prepare"),
-                                                                     (done, maker), (checkpoint, maker))))
+                hypotheses, out = at.results / f"test_{name}.{TGT}", at.results / f"test_{name}.json"
+                # the source as prepare cleaned it (and normalized it, as for training)
+                command = ["vqnat", "translate", "--model", str(checkpoint), "--data-dir", str(at.prepared),
+                           "--input", str(at.prepared / "raw" / f"test.{SRC}"), "--output", str(hypotheses),
+                           "--beam", str(beam), "--batch-size", str(args.eval_batch_size), *device]
+                steps.append(Step(stage, tuple(command), hypotheses, needs=(
+                    (at.prepared / "prepare.json", "prepare"), (done, maker), (checkpoint, maker))))
+                command = ["vqnat", "evaluate", "bleu", "--hyp", str(hypotheses), "--ref", str(reference),
+                           "--lang", TGT, "--json", str(out)]
+                steps.append(Step(stage, tuple(command), out, needs=((hypotheses, "evaluate"),)))
         elif stage == "bench":
             command = ["vqnat", "bench", "--nat", str(at.nat_checkpoint("soft")),
                        *(["--hard-nat", str(at.nat_checkpoint("hard"))] if "hard" in args.bottlenecks else []),
@@ -289,6 +322,11 @@ def _record(work: Path, entry: dict[str, object]) -> None:
         log.write(json.dumps(entry) + "\n")
 
 
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """What the commands' environment adds to this one: TF32 on GPUs unless ``--no-tf32``."""
+    return dict(TF32_ENV) if args.device == "cuda" and args.tf32 else {}
+
+
 def execute(steps: Sequence[Step], args: argparse.Namespace) -> int:
     """Print (``--dry-run``) or run the steps in order; return the exit code."""
     selected = {step.stage for step in steps}  # stages of this run make what later stages need
@@ -304,6 +342,8 @@ def execute(steps: Sequence[Step], args: argparse.Namespace) -> int:
     vqnat = find_vqnat(args.vqnat)
     if args.dry_run:
         print(f"# vqnat = {vqnat or 'not found: install the project or give --vqnat'}; work = {args.work}")
+        for name, value in environment(args).items():
+            print(f"# environment: {name}={value}")
         for step, skip, missing in todo:
             if skip:
                 print(f"# {step.stage}: skipped, {step.output} exists (--force reruns it)")
@@ -322,7 +362,7 @@ def execute(steps: Sequence[Step], args: argparse.Namespace) -> int:
             step.output.unlink(missing_ok=True)
         start = time.time()
         try:
-            code = subprocess.call([vqnat, *step.command[1:]])
+            code = subprocess.call([vqnat, *step.command[1:]], env={**os.environ, **environment(args)})
         except OSError as err:
             raise RecipeError(f"cannot run {vqnat}: {err}") from None
         seconds = round(time.time() - start, 1)
@@ -364,6 +404,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     gpu.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0 .. NODES-1")
     gpu.add_argument("--master", help="HOST:PORT of node 0 (with --nodes > 1)")
     gpu.add_argument("--no-fp16", dest="fp16", action="store_false", help="train the teacher in fp32")
+    gpu.add_argument("--no-amp", dest="amp", action="store_false", help="train the NATs in fp32 (default: "
+                     "fairseq's --amp, fp16 autocast with fp32 weights)")
+    gpu.add_argument("--no-tf32", dest="tf32", action="store_false", help="keep fp32 matmuls in fp32 (default: "
+                     "TF32 on GPUs)")
     size = parser.add_argument_group("sizes and budgets (defaults: the paper's setting; see README.md)")
     size.add_argument("--vocab-size", type=int, default=32000, help="joint sentencepiece vocabulary")
     size.add_argument("--max-train", type=int, default=0, help="keep the first N training pairs (0 = all)")
@@ -379,6 +423,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="more fairseq-train options, e.g. --teacher-extra='--clip-norm 1.0'")
     size.add_argument("--distill-max-tokens", type=int, default=8192, help="tokens per beam-search batch")
     size.add_argument("--nat-arch", default=NAT_ARCH, help="latent transformer preset")
+    size.add_argument("--codebook-size", type=int, default=CODEBOOK_SIZE, help="K, codes of the NATs' codebook")
+    size.add_argument("--prior-layers", type=int, default=PRIOR_LAYERS, help="layers of the NATs' latent prior")
     size.add_argument("--nat-updates", type=int, default=NAT_UPDATES)
     size.add_argument("--nat-max-tokens", type=int, default=NAT_MAX_TOKENS, help="tokens per GPU per step")
     size.add_argument("--nat-batch-tokens", type=int, default=REFERENCE_GPUS * NAT_MAX_TOKENS,

@@ -36,7 +36,7 @@ def dry_run(corpus: Path, work: Path, *args: str) -> list[tuple[str, list[str]]]
     assert result.returncode == 0, result.stderr
     commands, stage = [], None
     for line in result.stdout.splitlines():
-        if line.startswith("# ") and not line.startswith("# vqnat ="):
+        if line.startswith("# ") and not line.startswith(("# vqnat =", "# environment:")):
             stage = line[2:].split(";")[0].split(":")[0]
         elif line and not line.startswith("#"):
             commands.append((stage, shlex.split(line)))
@@ -51,7 +51,7 @@ def value(argv: list[str], option: str) -> str:
 def test_dry_run_prints_every_stage_in_order_with_the_paper_settings(corpus, tmp_path):
     commands = dry_run(corpus, tmp_path / "work", "--gpus", "2")
     assert [stage for stage, _ in commands] == ["prepare", "teacher", "distill", "nat-soft", "nat-hard"] + \
-        ["evaluate"] * 4 + ["bench"]
+        ["evaluate"] * 8 + ["bench"]
     assert all(argv[0] == "vqnat" for _, argv in commands)
     by_stage = {stage: argv for stage, argv in commands}
     assert by_stage["prepare"][1:3] == ["prepare", "files"]
@@ -65,8 +65,10 @@ def test_dry_run_prints_every_stage_in_order_with_the_paper_settings(corpus, tmp
         assert value(nat, "--data") == str(tmp_path / "work" / "distilled")
         paper = {"--arch": "vqnat_lt_base", "--codebook-size": "4096", "--num-samples": "10", "--compress-steps": "3",
                  "--beta": "0.25", "--codebook-decay": "0.999", "--codebook-eps": "1e-5", "--length-ratio": "2.0",
-                 "--prior-warmup": "50000", "--decoder-gold-mix-updates": "50000"}
+                 "--prior-warmup": "50000", "--decoder-gold-mix-updates": "50000", "--prior-layers": "6",
+                 "--lr": "0.001398", "--warmup": "4000", "--adam-betas": "(0.9, 0.997)", "--adam-eps": "1e-9"}
         assert {option: value(nat, option) for option in paper} == paper
+        assert "--amp" in nat and value(nat, "--keep-interval-updates") == "5"
     for stage, argv in commands:  # 2 GPUs: world size 2, and 4 accumulation steps keep the 8-GPU batch
         distributed = ("--distributed-world-size" in argv, "--update-freq" in argv)
         if stage in TRAININGS:
@@ -74,7 +76,24 @@ def test_dry_run_prints_every_stage_in_order_with_the_paper_settings(corpus, tmp
         else:
             assert distributed == (False, False), argv
     assert value(by_stage["distill"], "--teacher") == str(tmp_path / "work" / "teacher" / "checkpoint_best.pt")
-    assert {value(argv, "--beam") for stage, argv in commands if stage == "evaluate"} == {"4", "1"}
+    evaluate = [argv for stage, argv in commands if stage == "evaluate"]
+    assert [argv[1] for argv in evaluate] == ["translate", "evaluate"] * 4
+    assert [value(argv, "--beam") for argv in evaluate[::2]] == ["4", "1", "1", "1"]
+    for translate, bleu in zip(evaluate[::2], evaluate[1::2], strict=True):
+        assert value(translate, "--input") == str(tmp_path / "work" / "prepared" / "raw" / "test.en")
+        assert value(bleu, "--hyp") == value(translate, "--output")
+        assert value(bleu, "--ref") == str(corpus / "test.de")  # the official references, untouched
+
+
+def test_gpu_runs_get_tf32_and_mixed_precision_unless_switched_off(corpus, tmp_path):
+    result = run_recipe("--corpus", str(corpus), "--work", str(tmp_path), "--dry-run", "--stages", "nat-soft")
+    assert "# environment: TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1" in result.stdout and " --amp " in result.stdout
+    result = run_recipe("--corpus", str(corpus), "--work", str(tmp_path), "--dry-run", "--stages", "nat-soft",
+                        "--no-tf32", "--no-amp")
+    assert "TORCH_ALLOW_TF32" not in result.stdout and "--amp" not in result.stdout
+    result = run_recipe("--corpus", str(corpus), "--work", str(tmp_path), "--dry-run", "--stages", "nat-soft",
+                        "--device", "cpu")
+    assert "TORCH_ALLOW_TF32" not in result.stdout and "--amp" not in result.stdout
 
 
 @pytest.mark.parametrize(("options", "expected"), [
@@ -92,7 +111,8 @@ def test_gpus_set_the_distributed_options(corpus, tmp_path, options, expected):
 
 
 class Reached(Exception):
-    """Raised by a stand-in for the library function a command calls: the CLI accepted the command."""
+    """Raised by a stand-in for the library function a command calls, after recording the call: the CLI accepted
+    the command (its error handling then turns the exception into an exit code)."""
 
 
 def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, monkeypatch):
@@ -101,6 +121,7 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
     import torch
     from fairseq import options
 
+    import cli.bleu
     import cli.prepare
     import cli.translation
     from cli.main import app
@@ -110,21 +131,37 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
     for name in ("prepared", "distilled"):  # what `vqnat train` opens before calling fairseq
         (work / name / "data-bin").mkdir(parents=True)
         (work / name / "prepare.json").write_text(json.dumps({"src_lang": "en", "tgt_lang": "de"}))
+    (work / "prepared" / "raw").mkdir()
+    (work / "prepared" / "raw" / "test.en").write_text("Hello world .\n")  # what `vqnat translate` reads
+    (work / "results").mkdir()
+    for _, argv in commands:
+        if argv[1:3] == ["evaluate", "bleu"]:  # the hypotheses `vqnat translate` would have written
+            Path(value(argv, "--hyp")).write_text("Hallo Welt .\n")
+
+    calls: list[tuple] = []
 
     def reached(*args, **kwargs):
+        calls.append(args)
         raise Reached(args, kwargs)
 
+    import vqnat.pipeline.fairseq_run
+
+    monkeypatch.setattr(vqnat.pipeline.fairseq_run, "run_fairseq", reached)  # for modules that import it late
     for target in ("run_fairseq", "distill_corpus", "evaluate_checkpoint", "run_bench"):
-        monkeypatch.setattr(cli.translation, target, reached)
+        if hasattr(cli.translation, target):
+            monkeypatch.setattr(cli.translation, target, reached)
     monkeypatch.setattr(cli.prepare, "prepare_files", reached)
+    monkeypatch.setattr(cli.bleu, "score_files", reached)
+    monkeypatch.setattr(cli.translation.Translator, "load", reached)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device cuda on a machine without one
     runner = CliRunner()
     for stage, argv in commands:
+        before = len(calls)
         result = runner.invoke(app, argv[1:])
-        assert isinstance(result.exception, Reached), (stage, result.output, result.exception)
+        assert len(calls) == before + 1, (stage, result.output, result.exception)
         if stage not in TRAININGS:
             continue
-        tool, fairseq_args = result.exception.args[0]
+        tool, fairseq_args = calls[-1]
         assert tool == "train"
         parsed = options.parse_args_and_arch(options.get_training_parser(), list(fairseq_args))
         given = {a[2:].replace("-", "_") for a in fairseq_args if a.startswith("--")}
@@ -139,6 +176,10 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
             assert (parsed.beta, parsed.codebook_decay, parsed.codebook_eps) == (0.25, 0.999, 1e-5)
             assert (parsed.prior_warmup_updates, parsed.decoder_gold_mix_updates) == (50_000, 50_000)
             assert (parsed.length_ratio, parsed.prior_layers, parsed.label_smoothing) == (2.0, 6, 0.0)
+            assert parsed.lr == [0.001398] and parsed.lr_scheduler == "inverse_sqrt" and parsed.warmup_updates == 4000
+            assert (parsed.adam_betas, parsed.adam_eps) == ("(0.9, 0.997)", 1e-9)  # the last occurrence wins
+            assert parsed.amp and not parsed.fp16 and parsed.best_checkpoint_metric == "full_loss"
+        assert parsed.keep_interval_updates == 5 and parsed.save_interval_updates == 2500
 
 
 def test_a_missing_input_file_is_a_one_line_error(corpus, tmp_path):
@@ -158,10 +199,13 @@ def test_a_stage_whose_input_no_stage_makes_is_a_one_line_error(tmp_path):
 
 @pytest.fixture
 def fake_vqnat(tmp_path: Path) -> tuple[Path, Path]:
-    """A stand-in `vqnat`: logs its arguments; exits 3 when they start with $FAIL, else 0."""
+    """A stand-in `vqnat`: logs its arguments (and, in calls.log.env, $TORCH_ALLOW_TF32_CUBLAS_OVERRIDE); exits 3
+    when they start with $FAIL, else 0."""
     log, script = tmp_path / "calls.log", tmp_path / "vqnat"
     script.write_text(f"#!{sys.executable}\nimport os, sys\n"
                       f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+                      f"open({str(log) + '.env'!r}, 'a').write("
+                      "os.environ.get('TORCH_ALLOW_TF32_CUBLAS_OVERRIDE', '-') + '\\n')\n"
                       "fail = os.environ.get('FAIL')\n"
                       "sys.exit(3 if fail and ' '.join(sys.argv[1:]).startswith(fail) else 0)\n")
     script.chmod(0o755)
@@ -203,3 +247,12 @@ def test_skips_stages_whose_output_exists_unless_forced(corpus, tmp_path, fake_v
     assert run_recipe(*common, "--force").returncode == 0
     assert [c.split()[:2] for c in calls(log)[1:]] == [["prepare", "files"], ["train", "teacher"]]
     assert calls(log)[1].endswith("--force")
+
+
+def test_commands_on_gpus_run_with_tf32(corpus, tmp_path, fake_vqnat):
+    script, log = fake_vqnat
+    common = ["--corpus", str(corpus), "--vqnat", str(script), "--stages", "prepare"]
+    assert run_recipe(*common, "--work", str(tmp_path / "a")).returncode == 0
+    assert run_recipe(*common, "--work", str(tmp_path / "b"), "--no-tf32").returncode == 0
+    assert run_recipe(*common, "--work", str(tmp_path / "c"), "--device", "cpu").returncode == 0
+    assert Path(f"{log}.env").read_text().split() == ["1", "-", "-"]
