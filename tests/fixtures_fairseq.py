@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from vqnat.checkpoint import trusted_checkpoint_env
+from vqnat.checkpoint import mark_own_save_dir, trusted_checkpoint_env
 from vqnat.pipeline.fairseq_run import USER_DIR
 
 GENESIS = 1
@@ -104,6 +104,8 @@ def train_tiny_checkpoints(work: Path, pairs: list[tuple[str, str]] | None = Non
     pairs = pairs if pairs is not None else genesis_pairs()
     splits = {"train": pairs[:120], "valid": pairs[120:140], "test": pairs[140:140 + num_test]}
     data = preprocess(work, splits)
+    for save_dir in ("checkpoints", "teacher"):  # vqnat's own training folders: their checkpoints load untrusted
+        mark_own_save_dir(work / save_dir)
     commands = [("train", nat_train_args(data, work / "checkpoints"))]
     if teacher:
         commands.append(("train", teacher_train_args(data, work / "teacher")))

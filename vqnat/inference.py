@@ -9,13 +9,15 @@ Input handling, documented:
 - a sentence longer than the model's ``max_source_positions`` (in subword tokens, EOS included) is truncated to
   fit, with a warning.
 
-Checkpoints are pickles: only load checkpoints you trust (see :mod:`vqnat.checkpoint`).
+Models load from a bundle folder (safetensors, no pickle) or from a fairseq checkpoint, which is a pickle: a checkpoint
+from outside vqnat's own training folders loads only when trusted (see :mod:`vqnat.checkpoint`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -23,7 +25,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from vqnat.checkpoint import allow_trusted_checkpoint_loading
+from vqnat.checkpoint import is_bundle, read_bundle, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Translator:
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
         self.max_source_positions = _max_source_positions(model)
         self.rescorer = rescorer
+        self.int8 = is_int8(self.model)
         self._check_options()
         self.generator = self._build_generator()
 
@@ -112,60 +115,45 @@ class Translator:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, checkpoint: str | Path, data_dir: str | Path | None = None,
+    def load(cls, model: str | Path, data_dir: str | Path | None = None,
              tokenizer: TextTokenizer | None = None, options: DecodingOptions | None = None,
-             device: str = "cpu", rescorer: str | Path | None = None) -> Translator:
-        """Load a fairseq checkpoint (NAT or autoregressive) trained by vqnat or fairseq.
+             device: str = "cpu", rescorer: str | Path | None = None, trust_checkpoint: bool = False,
+             int8: bool = False) -> Translator:
+        """Load a model bundle folder (no pickle: see :mod:`vqnat.checkpoint`) or a fairseq checkpoint (NAT or
+        autoregressive) trained by vqnat or fairseq.
 
-        ``data_dir`` holds the dictionaries (``dict.<lang>.txt``); by default the folder recorded at training.
-        ``tokenizer``: by default the sentencepiece model of a ``vqnat prepare`` folder found in ``data_dir`` or
-        its parent, else whitespace tokens. ``rescorer``: an autoregressive checkpoint (the teacher) that picks
-        the best of the NAT's ``latent_beam`` candidates (noisy parallel decoding).
+        A ``.pt`` checkpoint is a pickle: it loads only from a vqnat training folder of this machine or with
+        ``trust_checkpoint=True`` (else :class:`~vqnat.checkpoint.UntrustedCheckpointError`).
+        ``data_dir`` holds the dictionaries (``dict.<lang>.txt``) of a checkpoint; by default the folder recorded
+        at training (a bundle carries its own). ``tokenizer``: by default the bundle's sentencepiece model, or that
+        of a ``vqnat prepare`` folder found in ``data_dir`` or its parent, else whitespace tokens. ``rescorer``: an
+        autoregressive model (the teacher) that picks the best of the NAT's ``latent_beam`` candidates (noisy
+        parallel decoding). ``int8``: dynamic int8 quantization of the Linear layers (CPU inference).
         """
         scorer = None
         if rescorer is not None:
-            scorer = cls.load(rescorer, data_dir=data_dir, tokenizer=tokenizer, device=device)
-        from fairseq import checkpoint_utils
-        from fairseq.models import FairseqEncoderDecoderModel
-
-        import vqnat  # noqa: F401  (registers the plugin: without it fairseq fails with an obscure IndexError)
-
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise ValueError(f"checkpoint not found: {path}")
-        allow_trusted_checkpoint_loading()
-        overrides = {"data": str(dictionary_folder(Path(data_dir)))} if data_dir is not None else {}
-        try:
-            state = checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides=overrides)
-        except Exception as err:  # a truncated file, or not a fairseq checkpoint at all
-            raise ValueError(f"{path} is not a readable fairseq checkpoint: {type(err).__name__}: {err}") from err
-        cfg = state.get("cfg")
-        if cfg is None or cfg.get("task") is None:
-            raise ValueError(f"{path} has no fairseq config: not a checkpoint written by fairseq-train / vqnat")
-        task_name = cfg.task.get("_name")
-        if task_name not in ("translation", "vqnat_translation", "translation_lev"):
-            raise ValueError(f"{path} is a {task_name!r} checkpoint ({cfg.model.get('_name')}), "
-                             "not a translation model")
-        data = Path(cfg.task.data.split(":")[0])
-        if not data.is_dir():
-            raise ValueError(f"the dictionaries of {path} were in {data}, which does not exist here: "
-                             "pass the prepared data-bin folder (data_dir / --data-dir)")
-        dictionary_folder(data)  # a recorded folder is a data-bin: this only checks that its dictionaries are there
-        from fairseq import tasks
-
-        task = tasks.setup_task(cfg.task)
-        model = task.build_model(cfg.model)
-        try:
-            model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
-        except RuntimeError as err:  # missing/unexpected/mis-shaped weights
-            first = str(err).strip().splitlines()[-1].strip()
-            raise ValueError(f"{path} does not match this version of {type(model).__name__} "
-                             f"(another architecture or vqnat version?): {first}") from err
-        if not isinstance(model, FairseqEncoderDecoderModel) and not hasattr(model, "translate"):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not a translation model")
+            scorer = cls.load(rescorer, data_dir=data_dir, tokenizer=tokenizer, device=device,
+                              trust_checkpoint=trust_checkpoint, int8=int8)
+        path = Path(model)
+        if is_bundle(path):
+            config, weights = read_bundle(path)
+            task, net = build_task_and_model(config["task"], config["model"], path, weights, source=str(path),
+                                             missing_ok=tuple(config.get("left_out", ())),
+                                             namespace=config.get("model_config_type") == "namespace")
+            data = path
+        else:
+            state = read_checkpoint(path, trust=trust_checkpoint)
+            cfg = state["cfg"]
+            data = Path(str(cfg.task.data).split(":")[0]) if data_dir is None else dictionary_folder(Path(data_dir))
+            if not data.is_dir():
+                raise ValueError(f"the dictionaries of {path} were in {data}, which does not exist here: "
+                                 "pass the prepared data-bin folder (data_dir / --data-dir)")
+            task, net = build_task_and_model(cfg.task, cfg.model, data, state["model"], source=str(path))
+        if int8:
+            net = quantize_int8(net)
         if tokenizer is None:
             tokenizer = _find_tokenizer(data)
-        return cls(model.to(device), task, tokenizer, options or DecodingOptions(), checkpoint=str(path),
+        return cls(net.to(device), task, tokenizer, options or DecodingOptions(), checkpoint=str(path),
                    rescorer=scorer)
 
     # ------------------------------------------------------------------ translating
@@ -219,7 +207,11 @@ class Translator:
                                                left_pad=getattr(self.task.cfg, "left_pad_source", True))
         sample = {"net_input": {"src_tokens": src_tokens.to(self.device),
                                 "src_lengths": torch.tensor([len(t) for t in batch], device=self.device)}}
-        hypos = self.generator.generate([self.model], sample)
+        if self.int8:
+            with _fastpath(False):
+                hypos = self.generator.generate([self.model], sample)
+        else:
+            hypos = self.generator.generate([self.model], sample)
         out = []
         for hypo in hypos:
             # A list, not a tensor: fairseq's Dictionary.string reads a tensor one element (one small op) at a time.
@@ -248,10 +240,11 @@ class Translator:
             return LatentTransformerGenerator(self.tgt_dict, self.options.collapse_repeated_tokens,
                                               latent_beam=self.options.latent_beam,
                                               rescorer=self.rescorer.model if self.rescorer else None)
-        from fairseq.sequence_generator import SequenceGenerator
+        from vqnat.sentence_limits import SentenceLimitedGenerator
 
-        return SequenceGenerator([self.model], self.tgt_dict, beam_size=self.options.beam,
-                                 max_len_a=self.options.max_len_a, max_len_b=self.options.max_len_b)
+        # each sentence stops at its own max_len_a * length + max_len_b: an answer does not depend on its batch
+        return SentenceLimitedGenerator([self.model], self.tgt_dict, beam_size=self.options.beam,
+                                        max_len_a=self.options.max_len_a, max_len_b=self.options.max_len_b)
 
 
 def _progress_bar(total: int):
@@ -280,11 +273,94 @@ def _max_source_positions(model: torch.nn.Module) -> int:
     return int(limit) if limit else 0
 
 
-def _find_tokenizer(data: Path) -> TextTokenizer:
+def build_task_and_model(task_cfg, model_cfg, data: Path, weights, source: str, missing_ok: Sequence[str] = (),
+                         namespace: bool = False):
+    """``(task, model)`` of a translation model: the fairseq task set up on the dictionaries in ``data``, the
+    model built from ``model_cfg`` with ``weights`` loaded (all of them, except the names in ``missing_ok``, which
+    keep their initial values). Configs may be OmegaConf, argparse (``namespace``) or plain dicts."""
+    from argparse import Namespace
+
+    from fairseq import tasks
+    from fairseq.models import FairseqEncoderDecoderModel
+    from omegaconf import DictConfig, OmegaConf
+
+    import vqnat  # noqa: F401  (registers the plugin: without it fairseq fails with an obscure IndexError)
+
+    task_cfg = OmegaConf.create(task_cfg if isinstance(task_cfg, dict) else OmegaConf.to_container(task_cfg))
+    task_name = task_cfg.get("_name")
+    if task_name not in ("translation", "vqnat_translation", "translation_lev"):
+        raise ValueError(f"{source} is a {task_name!r} model, not a translation model")
+    dictionary_folder(data)  # one-line error when the dictionaries are missing
+    task_cfg.data = str(data)
+    if isinstance(model_cfg, dict):
+        model_cfg = Namespace(**model_cfg) if namespace else OmegaConf.create(model_cfg)
+    elif not isinstance(model_cfg, (DictConfig, Namespace)):
+        raise ValueError(f"{source} has a model config of unknown type {type(model_cfg).__name__}")
+    task = tasks.setup_task(task_cfg)
+    model = task.build_model(model_cfg)
+    try:
+        incompatible = model.load_state_dict(weights, strict=False, model_cfg=model_cfg)
+    except RuntimeError as err:  # mis-shaped weights
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ValueError(f"{source} does not match this version of {type(model).__name__} (another architecture or "
+                         f"vqnat version?): {first}") from err
+    missing = [k for k in incompatible.missing_keys if k not in set(missing_ok)]
+    if missing or incompatible.unexpected_keys:
+        names = (missing or incompatible.unexpected_keys)[:3]
+        raise ValueError(f"{source} does not match this version of {type(model).__name__} (another architecture or "
+                         f"vqnat version?): {'missing' if missing else 'unexpected'} weights {', '.join(names)}")
+    if not isinstance(model, FairseqEncoderDecoderModel) and not hasattr(model, "translate"):
+        raise ValueError(f"{source} holds a {type(model).__name__}, not a translation model")
+    return task, model.eval()
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of the ``nn.Linear`` layers (weights int8, activations quantized per call; CPU).
+
+    Layers whose weight another module reads directly stay fp32: fairseq's encoder self-attention hands its
+    projection weights to ``F.multi_head_attention_forward``, and PyTorch's attention keeps ``in_proj_weight`` and
+    a non-quantizable ``out_proj``. PyTorch's encoder-layer fast path reads the feed-forward weights too, so an
+    int8 model runs with that fast path off (:meth:`Translator.translate_ids`).
+    """
+    from fairseq.modules import MultiheadAttention
+
+    direct = {f"{name}.{proj}" for name, module in model.named_modules()
+              if isinstance(module, MultiheadAttention) and name.startswith("encoder.")
+              for proj in ("q_proj", "k_proj", "v_proj", "out_proj")}
+    names = {name for name, module in model.named_modules() if type(module) is torch.nn.Linear and name not in direct}
+    return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
+
+
+def is_int8(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+
+
+@contextlib.contextmanager
+def _fastpath(enabled: bool) -> Iterator[None]:
+    """PyTorch's fused attention fast path on or off (a process-wide switch) for the duration of the block."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled and before)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def find_tokenizer_model(data: Path) -> Path | None:
+    """The sentencepiece model of ``data`` (a bundle, a prepared folder or its data-bin), if there is one."""
     from vqnat.data.tokenizer import SPM_MODEL, SentencePieceTokenizer
 
     for folder in (data, data.parent):
         if (folder / SPM_MODEL).is_file() or (folder / "prepare.json").is_file():
-            return SentencePieceTokenizer.from_prepared(folder)
+            return SentencePieceTokenizer.from_prepared(folder).model_path
+    return None
+
+
+def _find_tokenizer(data: Path) -> TextTokenizer:
+    from vqnat.data.tokenizer import SentencePieceTokenizer
+
+    model = find_tokenizer_model(data)
+    if model is not None:
+        return SentencePieceTokenizer(model)
     logger.info("no sentencepiece model next to %s: using whitespace tokens", data)
     return WhitespaceTokenizer()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.fixtures_fairseq import run_fairseq
+from vqnat.checkpoint import mark_own_save_dir
 from vqnat.pipeline.fairseq_run import USER_DIR
 
 NUM_TEST = 11  # not a multiple of the batch size: the last partial batch must not be dropped
@@ -25,6 +26,7 @@ def trained(tmp_path_factory, real_pairs):
                 "--validpref", str(work / "valid"), "--testpref", str(work / "test"), "--destdir", str(data),
                 "--joined-dictionary", "--workers", "1")
     save = work / "checkpoints"
+    mark_own_save_dir(save)  # vqnat's own training folder: its checkpoints load without trust_checkpoint
     log = run_fairseq(
         "train", str(data), "--user-dir", USER_DIR, "--task", "vqnat_translation", "--arch", "vqnat_lt_tiny",
         "--criterion", "vqnat_latent_transformer_loss", "--bottleneck", "soft", "--num-samples", "3",
@@ -40,6 +42,7 @@ def teacher(trained, tmp_path_factory):
     """A tiny autoregressive fairseq transformer on the same data (a stand-in for the teacher)."""
     data = trained[0]
     save = tmp_path_factory.mktemp("teacher")
+    mark_own_save_dir(save)
     run_fairseq(
         "train", str(data), "--task", "translation", "--arch", "transformer", "--encoder-layers", "1",
         "--decoder-layers", "1", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
@@ -238,7 +241,7 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a readable fairseq checkpoint"):
-        Translator.load(junk)
+        Translator.load(junk, trust_checkpoint=True)
     with pytest.raises(ValueError, match="no such folder"):
         Translator.load(trained[1], data_dir=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
@@ -250,13 +253,13 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
     moved["cfg"]["task"]["data"] = str(tmp_path / "moved-away")
     torch.save(moved, tmp_path / "moved.pt")
     with pytest.raises(ValueError, match="does not exist here"):
-        Translator.load(tmp_path / "moved.pt")
+        Translator.load(tmp_path / "moved.pt", trust_checkpoint=True)
     state = torch.load(trained[1], weights_only=False)
     del state["model"]["bottleneck.codebook.num_updates"]  # as written by an older vqnat
     old = tmp_path / "old.pt"
     torch.save(state, old)
     with pytest.raises(ValueError, match="does not match this version"):
-        Translator.load(old)
+        Translator.load(old, trust_checkpoint=True)
     with pytest.raises(ValueError, match="list of sentences"):
         Translator.load(trained[1]).translate("a single string")
 

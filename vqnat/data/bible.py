@@ -115,11 +115,15 @@ def _connect(db_path: Path | None) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def read_version(code: str, db_path: Path | None = None) -> dict[tuple[int, int, int], str]:
-    """Raw text of one version, keyed by (book, chapter, verse)."""
+def read_version(code: str, db_path: Path | None = None,
+                 books: tuple[int, ...] | None = None) -> dict[tuple[int, int, int], str]:
+    """Raw text of one version (only ``books``, when given), keyed by (book, chapter, verse)."""
     version_language(code)  # validates the code
+    query = "SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ?"
+    if books is not None:
+        query += f" AND bNumber IN ({', '.join('?' * len(books))})"
     with _connect(db_path) as con:
-        rows = con.execute("SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ?", (code,)).fetchall()
+        rows = con.execute(query, (code, *(books or ()))).fetchall()
     if not rows:
         raise ValueError(f"Bible version {code!r} has no verses in the database")
     return {(b, c, v): text for b, c, v, text in rows}
@@ -217,13 +221,14 @@ class CleanVersion(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8)
-def clean_version(code: str, db_path: Path | None = None) -> CleanVersion:
-    """Every verse of a version, cleaned (cached: the split and the extra pairs reuse versions).
+def clean_version(code: str, db_path: Path | None = None, books: tuple[int, ...] | None = None) -> CleanVersion:
+    """Every verse of a version (of ``books`` only, when given), cleaned (cached: the split and the extra pairs
+    reuse versions). Cleaning is verse by verse, so a subset of books gives the same text as the whole version.
 
     A Psalm whose verse 1 is only a title is numbered the German way (the title is verse 1, the text shifted by
     one against KJV numbering; Elberfelder Psalm 13): the chapter is listed in ``shifted_chapters``.
     """
-    raw = read_version(code, db_path)
+    raw = read_version(code, db_path, books)
     text = {key: clean_verse(verse_text, *key) for key, verse_text in raw.items()}
     shifted = frozenset((b, c) for (b, c, v), verse_text in raw.items()
                         if b == PSALMS and v == 1 and verse_text.strip() and not text[b, c, v])
@@ -258,8 +263,9 @@ def read_verse_pairs(
     if src_version == tgt_version:
         raise ValueError(f"source and target versions are both {src_version!r}: choose two different versions")
     dropped = dropped if dropped is not None else Counter()
-    src_clean, tgt_clean = clean_version(src_version, db_path), clean_version(tgt_version, db_path)
     wanted = set(books) if books is not None else None
+    subset = tuple(sorted(wanted)) if wanted is not None else None
+    src_clean, tgt_clean = clean_version(src_version, db_path, subset), clean_version(tgt_version, db_path, subset)
     keys = sorted(k for k in src_clean.text.keys() & tgt_clean.text.keys() if wanted is None or k[0] in wanted)
     shifted = src_clean.shifted_chapters | tgt_clean.shifted_chapters
     pairs = []
@@ -349,3 +355,13 @@ def load_bible_split(
     split = BibleSplit(train=train, valid=valid, test=test, dropped=dropped)
     logger.info("Bible %s -> %s: %s (dropped %s)", src_version, tgt_version, split.sizes(), dict(dropped))
     return split
+
+
+def held_out_text(split: str = "test", src_version: str = "4", tgt_version: str = "e") -> tuple[list[str], list[str]]:
+    """``(sources, references)`` of the held-out ``split`` ("valid" = Mark, "test" = John) read straight from the
+    database: the verses, in the order, that ``vqnat prepare bible`` writes to ``raw/<split>.<lang>``."""
+    books = {"valid": VALID_BOOKS, "test": TEST_BOOKS}.get(split)
+    if books is None:
+        raise ValueError(f"split must be valid or test, got {split!r}")
+    pairs = read_verse_pairs(src_version, tgt_version, books=books)
+    return [p.src for p in pairs], [p.tgt for p in pairs]

@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 
 
 class System(NamedTuple):
-    """One row of the comparison; ``rescorer``: teacher checkpoint for noisy parallel decoding (NAT only)."""
+    """One row of the comparison: a model (bundle or checkpoint) and how it decodes. ``rescorer``: the teacher for
+    noisy parallel decoding (NAT only); ``int8``: dynamic int8 quantization of its Linear layers."""
 
     name: str
     checkpoint: Path
     options: DecodingOptions
     rescorer: Path | None = None
+    int8: bool = False
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -43,29 +45,42 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "test", limit: int | None = None,
-              large_batch: int = 128, threads: int = 2, baseline: str = "teacher greedy", warmup: int = 5,
-              progress: Callable[[str], None] | None = None, device: str = "cpu") -> dict[str, object]:
-    """Time every system on the same sentences; ``baseline`` names the system speedups are relative to.
-    ``device``: where the models run (``cuda``: each call returns strings, so its time includes the GPU's work).
-
-    Systems are interleaved (each sentence is translated by every system in turn, and the large-batch runs
-    alternate), so a change in machine load affects all of them alike rather than whichever ran at that moment.
-    """
+              **kwargs) -> dict[str, object]:
+    """:func:`bench_sentences` on ``split`` of a prepared folder (the first ``limit`` sentences)."""
     folder = open_prepared(prepared)
     sources, references = folder.read_raw(split, "src"), folder.read_raw(split, "tgt")
     if limit:
         sources, references = sources[:limit], references[:limit]
+    return bench_sentences(systems, sources, references, split=split, data_dir=folder.data_bin, **kwargs)
+
+
+def bench_sentences(systems: Sequence[System], sources: Sequence[str], references: Sequence[str],
+                    split: str = "test", data_dir: Path | None = None, large_batch: int = 128, threads: int = 2,
+                    baseline: str = "teacher greedy", warmup: int = 5, progress: Callable[[str], None] | None = None,
+                    device: str = "cpu", trust_checkpoint: bool = False, batch1: int | None = None,
+                    repeats: int = 2, examples: int = 0) -> dict[str, object]:
+    """Time every system on the same sentences; ``baseline`` names the system speedups are relative to.
+    ``device``: where the models run (``cuda``: each call returns strings, so its time includes the GPU's work).
+    ``data_dir``: dictionaries for checkpoints (bundles carry theirs). ``batch1``: time batch 1 on only the first
+    this many sentences (None: all); BLEU and the large batches always use all of them. ``repeats``: large-batch
+    runs per system (the best counts). ``examples``: keep this many of each system's translations in the report.
+
+    Systems are interleaved (each sentence is translated by every system in turn, and the large-batch runs
+    alternate), so a change in machine load affects all of them alike rather than whichever ran at that moment.
+    """
     torch.set_num_threads(threads)
     translators = {}
     for system in systems:
-        translators[system.name] = Translator.load(system.checkpoint, data_dir=folder.data_bin, options=system.options,
-                                                   rescorer=system.rescorer, device=device)
+        translators[system.name] = Translator.load(system.checkpoint, data_dir=data_dir, options=system.options,
+                                                   rescorer=system.rescorer, device=device,
+                                                   trust_checkpoint=trust_checkpoint, int8=system.int8)
         for sentence in sources[:warmup]:
             translators[system.name].translate([sentence])
+    timed = sources[:batch1] if batch1 else sources
     if progress:
-        progress(f"timing {', '.join(translators)} on {len(sources)} {split} sentences, batch 1")
+        progress(f"timing {', '.join(translators)} on {len(timed)} {split} sentences, batch 1")
     latencies: dict[str, list[float]] = {name: [] for name in translators}
-    for sentence in sources:
+    for sentence in timed:
         for name, translator in translators.items():
             start = time.perf_counter()
             translator.translate([sentence])
@@ -74,7 +89,7 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
         progress(f"large batches of {large_batch}")
     seconds: dict[str, list[float]] = {name: [] for name in translators}
     hypotheses: dict[str, list[str]] = {}
-    for _ in range(2):  # best of two alternating runs
+    for _ in range(repeats):  # best of alternating runs
         for name, translator in translators.items():
             start = time.perf_counter()
             hypotheses[name] = translator.translate(sources, batch_size=large_batch)
@@ -85,13 +100,15 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
         quality = score(hypotheses[name], references)
         best = min(seconds[name])
         results[name] = {"checkpoint": str(system.checkpoint), "kind": translators[name].kind,
-                         "beam": system.options.beam, "latent_beam": system.options.latent_beam,
+                         "int8": system.int8, "beam": system.options.beam, "latent_beam": system.options.latent_beam,
                          "rescorer": str(system.rescorer) if system.rescorer else None,
                          "parameters": translators[name].describe()["parameters"],
                          "batch1_median_ms": round(statistics.median(latencies[name]), 2),
                          "batch1_p90_ms": round(percentile(latencies[name], 90), 2),
                          "large_batch_sentences_per_s": round(len(sources) / best, 1),
                          "large_batch_seconds": round(best, 2), "bleu": quality.bleu, "chrf": quality.chrf}
+        if examples:
+            results[name]["examples"] = hypotheses[name][:examples]
     if baseline in results:
         base = results[baseline]
         for row in results.values():
@@ -99,7 +116,8 @@ def run_bench(systems: Sequence[System], prepared: str | Path, split: str = "tes
             row["speedup_large_batch"] = round(row["large_batch_sentences_per_s"] / base["large_batch_sentences_per_s"],
                                                2)
             row["bleu_delta"] = round(row["bleu"] - base["bleu"], 2)
-    return {"split": split, "sentences": len(sources), "large_batch": large_batch, "threads": threads,
+    return {"split": split, "sentences": len(sources), "batch1_sentences": len(timed), "large_batch": large_batch,
+            "threads": threads,
             "baseline": baseline, "device": device, "bleu_signature": quality.bleu_signature,
             "machine": machine_record(),
             "load_average": _load_average(), "systems": results}

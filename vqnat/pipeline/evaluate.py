@@ -39,15 +39,16 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> Score:
 def evaluate_checkpoint(checkpoint: str | Path, prepared: str | Path, split: str = "test", batch_size: int = 64,
                         options: DecodingOptions | None = None, limit: int | None = None,
                         translator: Translator | None = None, device: str = "cpu",
-                        rescorer: str | Path | None = None) -> dict[str, object]:
+                        rescorer: str | Path | None = None, trust_checkpoint: bool = False) -> dict[str, object]:
     """Translate ``split`` of a prepared folder and score it; returns the score, timing and a few examples.
-    ``rescorer``: the teacher checkpoint for noisy parallel decoding (see :class:`Translator`)."""
+    ``checkpoint``: a bundle or checkpoint (see :meth:`Translator.load`); ``rescorer``: the teacher for noisy
+    parallel decoding."""
     folder = open_prepared(prepared)
     sources, references = folder.read_raw(split, "src"), folder.read_raw(split, "tgt")
     if limit:
         sources, references = sources[:limit], references[:limit]
     translator = translator or Translator.load(checkpoint, data_dir=folder.data_bin, options=options, device=device,
-                                               rescorer=rescorer)
+                                               rescorer=rescorer, trust_checkpoint=trust_checkpoint)
     start = time.perf_counter()
     hypotheses = translator.translate(sources, batch_size=batch_size)
     seconds = time.perf_counter() - start
