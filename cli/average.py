@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from cli.errors import friendly_errors
-from vqnat.pipeline.average import average_checkpoints, last_checkpoints
 
 
 @friendly_errors
@@ -25,6 +24,8 @@ def average(
 
     Example: vqnat average work/nat-soft/checkpoint_3_900.pt work/nat-soft/checkpoint_4_1200.pt --out avg.pt
     """
+    from vqnat.pipeline.average import average_checkpoints, last_checkpoints
+
     if bool(checkpoints) == (save_dir is not None):
         raise ValueError("give either checkpoint files or --save-dir (with --last), not both or neither")
     paths = last_checkpoints(save_dir, last) if save_dir is not None else checkpoints

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from cli.errors import friendly_errors
-from vqnat.pipeline.bleu import score_files
 
 
 @friendly_errors
@@ -27,6 +26,8 @@ def evaluate_bleu(
     for flag, path in (("--hyp", hypotheses), ("--ref", references)):
         if not path.is_file():
             raise ValueError(f"{flag}: file not found: {path}")
+    from vqnat.pipeline.bleu import score_files
+
     text = json.dumps(score_files(hypotheses, references, lang), indent=2, ensure_ascii=False)
     typer.echo(text)
     if json_out:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from cli import bleu, image, translation
+from cli.settings import TYPER_SETTINGS
 
 evaluate_app = typer.Typer(
     help="Evaluate a trained model on a data split.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    **TYPER_SETTINGS,
 )
 evaluate_app.command(name="image")(image.evaluate_image)
 evaluate_app.command(name="translation")(translation.evaluate_translation)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
+from cli.settings import TYPER_SETTINGS
 from vqnat.data.prepare import MAX_PIECES, PreparedData, prepare_bible, prepare_files
 
 app = typer.Typer(
     help="Prepare a corpus for training: clean, split, sentencepiece, binarize (resumable; --force redoes).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    **TYPER_SETTINGS,
 )
 
 _OUT_HELP = "Prepared folder: raw/, spm.model, spm/, data-bin/ and prepare.json go here."

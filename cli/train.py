@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from cli import image, translation
+from cli.settings import TYPER_SETTINGS
 
 train_app = typer.Typer(
     help="Train a model (wraps fairseq-train with vqnat's plugins registered).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    **TYPER_SETTINGS,
 )
 train_app.command(
     name="image",
