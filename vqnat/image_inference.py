@@ -8,6 +8,7 @@ deterministic nearest code for both hard and soft EM, so the bound of :mod:`vqna
 from __future__ import annotations
 
 import logging
+import pickle
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from vqnat.checkpoint import allow_trusted_checkpoint_loading
 from vqnat.modules.image_likelihood import bits_per_dim
 from vqnat.modules.image_vqvae import ImageVQVAE, logits_to_pixels, vqvae_loss
+from vqnat.pipeline.safe_checkpoints import unreadable
 from vqnat.quantization import usage_perplexity
 
 logger = logging.getLogger(__name__)
@@ -72,10 +74,12 @@ def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device
             models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
         except RuntimeError as err:
             if "state_dict" not in str(err):
-                raise
+                raise unreadable(path, err) from err
             first = str(err).strip().splitlines()[-1].strip()
             raise ValueError(f"{path} does not match this version of the model ({first}); retrain it with this "
                              "version of vqnat") from err
+        except (EOFError, OSError, ValueError, KeyError, AttributeError, pickle.UnpicklingError) as err:
+            raise unreadable(path, err) from err
     model = models[0]
     if not isinstance(model, ImageVQVAEModel):
         raise ValueError(f"{path} holds a {type(model).__name__}, not an image VQ-VAE (vqnat_image_vqvae)")

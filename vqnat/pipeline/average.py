@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from vqnat.checkpoint import allow_trusted_checkpoint_loading
+from vqnat.pipeline.safe_checkpoints import unreadable
 
 INTERVAL_NAME = re.compile(r"checkpoint_(\d+)_(\d+)\.pt$")  # --save-interval-updates: epoch, updates
 EPOCH_NAME = re.compile(r"checkpoint(\d+)\.pt$")  # one per epoch (without --no-epoch-checkpoints)
@@ -26,9 +27,23 @@ EPOCH_NAME = re.compile(r"checkpoint(\d+)\.pt$")  # one per epoch (without --no-
 
 def checkpoint_updates(path: str | Path) -> int:
     """Updates a fairseq checkpoint had trained for (from its optimizer history)."""
+    state = _load(path)
+    try:
+        return int(state["optimizer_history"][-1]["num_updates"])
+    except (KeyError, IndexError, TypeError) as err:
+        raise ValueError(f"{path} has no training history: not a checkpoint written by fairseq-train") from err
+
+
+def _load(path: str | Path) -> dict:
+    """A checkpoint's state as torch loads it; a file that is not one is a one-line ``ValueError``."""
     allow_trusted_checkpoint_loading()
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["optimizer_history"][-1]["num_updates"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise unreadable(path, err) from err
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path} holds no model weights: not a checkpoint written by fairseq-train")
+    return state
 
 
 def numbered_checkpoints(save_dir: str | Path) -> list[Path]:
@@ -69,7 +84,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> dict[st
     sums: dict[str, torch.Tensor] = {}
     newest = None
     for index, path in enumerate(paths):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = _load(path)
         weights = state["model"]
         if index == 0:
             reference = {k: tuple(v.shape) for k, v in weights.items()}

@@ -86,3 +86,11 @@ def recover_last_checkpoint(save_dir: Path) -> str | None:
             return (f"{last} was corrupt (moved to {aside.name}): resuming from {candidate.name}, the newest "
                     "intact checkpoint")
     return f"{last} was corrupt (moved to {aside.name}) and no intact checkpoint remains: training starts over"
+
+
+def unreadable(path: str | Path, err: BaseException) -> ValueError:
+    """A one-line ``ValueError`` for a checkpoint that failed to load (truncated, garbled, or not a checkpoint):
+    the path and the first sentence of the loader's error."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = text.split(". ")[0].rstrip(".")
+    return ValueError(f"{path} is not a readable checkpoint (truncated, or not a checkpoint at all): {first}")
