@@ -250,7 +250,7 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
                               log=at.teacher / "train.log"))
         elif stage == "distill":
             command = ["vqnat", "distill", "--teacher", str(at.teacher_checkpoint), "--data", str(at.prepared),
-                       "--out", str(at.distilled), "--beam", str(DISTILL_BEAM),
+                       "--out", str(at.distilled), "--beam", str(args.distill_beam),
                        "--max-tokens", str(args.distill_max_tokens), *device, *force]
             steps.append(Step(stage, tuple(command), at.distilled / "distill.json",
                               needs=((at.prepared / "prepare.json", "prepare"), (at.teacher_done, "teacher"),
@@ -288,7 +288,8 @@ def plan(args: argparse.Namespace, stages: Sequence[str]) -> list[Step]:
                 # the source as prepare cleaned it (and normalized it, as for training)
                 command = ["vqnat", "translate", "--model", str(checkpoint), "--data-dir", str(at.prepared),
                            "--input", str(at.prepared / "raw" / f"test.{SRC}"), "--output", str(hypotheses),
-                           "--beam", str(beam), "--batch-size", str(args.eval_batch_size), *device]
+                           *(["--beam", str(beam)] if maker == "teacher" else []),  # a NAT decodes in one pass
+                           "--batch-size", str(args.eval_batch_size), *device]
                 steps.append(Step(stage, tuple(command), hypotheses, needs=(
                     (at.prepared / "prepare.json", "prepare"), (done, maker), (checkpoint, maker))))
                 command = ["vqnat", "evaluate", "bleu", "--hyp", str(hypotheses), "--ref", str(reference),
@@ -360,6 +361,7 @@ def execute(steps: Sequence[Step], args: argparse.Namespace) -> int:
         print(f"[run.py] {step.stage}: {shlex.join(step.command)}", flush=True)
         if step.marker:
             step.output.unlink(missing_ok=True)
+        step.output.parent.mkdir(parents=True, exist_ok=True)  # e.g. results/ for `vqnat translate --output`
         start = time.time()
         try:
             code = subprocess.call([vqnat, *step.command[1:]], env={**os.environ, **environment(args)})
@@ -422,6 +424,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--teacher-extra", default="",
                       help="more fairseq-train options, e.g. --teacher-extra='--clip-norm 1.0'")
     size.add_argument("--distill-max-tokens", type=int, default=8192, help="tokens per beam-search batch")
+    size.add_argument("--distill-beam", type=int, default=DISTILL_BEAM, help="the teacher's beam in distill")
     size.add_argument("--nat-arch", default=NAT_ARCH, help="latent transformer preset")
     size.add_argument("--codebook-size", type=int, default=CODEBOOK_SIZE, help="K, codes of the NATs' codebook")
     size.add_argument("--prior-layers", type=int, default=PRIOR_LAYERS, help="layers of the NATs' latent prior")

@@ -78,7 +78,8 @@ def test_dry_run_prints_every_stage_in_order_with_the_paper_settings(corpus, tmp
     assert value(by_stage["distill"], "--teacher") == str(tmp_path / "work" / "teacher" / "checkpoint_best.pt")
     evaluate = [argv for stage, argv in commands if stage == "evaluate"]
     assert [argv[1] for argv in evaluate] == ["translate", "evaluate"] * 4
-    assert [value(argv, "--beam") for argv in evaluate[::2]] == ["4", "1", "1", "1"]
+    assert [value(argv, "--beam") for argv in evaluate[:4:2]] == ["4", "1"]  # the teacher's
+    assert not any("--beam" in argv for argv in evaluate[4::2])  # the NATs decode in one pass
     for translate, bleu in zip(evaluate[::2], evaluate[1::2], strict=True):
         assert value(translate, "--input") == str(tmp_path / "work" / "prepared" / "raw" / "test.en")
         assert value(bleu, "--hyp") == value(translate, "--output")
@@ -256,3 +257,36 @@ def test_commands_on_gpus_run_with_tf32(corpus, tmp_path, fake_vqnat):
     assert run_recipe(*common, "--work", str(tmp_path / "b"), "--no-tf32").returncode == 0
     assert run_recipe(*common, "--work", str(tmp_path / "c"), "--device", "cpu").returncode == 0
     assert Path(f"{log}.env").read_text().split() == ["1", "-", "-"]
+
+
+def test_the_whole_recipe_runs_end_to_end_on_tiny_bible_data(tmp_path):
+    """Every stage through the real CLI on a CPU: 60 verse pairs, tiny models (a codebook of 64, a 1-layer prior),
+    6 updates per training, greedy distillation. About three minutes on 2 busy cores; it checks that the stages
+    fit together, not what they reach."""
+    from vqnat.data.bible import load_bible_split
+
+    split = load_bible_split(max_train=60, max_valid=10, max_test=10, seed=1)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, pairs in (("train", split.train), ("valid", split.valid), ("test", split.test)):
+        (corpus / f"{name}.en").write_text("".join(p.src + "\n" for p in pairs), encoding="utf-8")
+        (corpus / f"{name}.de").write_text("".join(p.tgt + "\n" for p in pairs), encoding="utf-8")
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--corpus", str(corpus), "--work", str(work), "--device", "cpu",
+         "--teacher-size", "tiny", "--nat-arch", "vqnat_lt_tiny", "--codebook-size", "64", "--prior-layers", "1",
+         "--teacher-updates", "6", "--nat-updates", "6", "--startup-updates", "3", "--warmup", "2",
+         "--save-interval-updates", "3", "--vocab-size", "300", "--distill-beam", "1", "--prepare-workers", "1",
+         "--bench-limit", "3", "--bench-threads", "1"],
+        capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    timeline = [json.loads(line) for line in (work / "timeline.jsonl").read_text().splitlines()]
+    assert [entry["exit"] for entry in timeline] == [0] * 15  # 5 stages, 4 x (translate, bleu), bench
+    for system in ("teacher_beam4", "teacher_greedy", "nat_soft", "nat_hard"):
+        report = json.loads((work / "results" / f"test_{system}.json").read_text(encoding="utf-8"))
+        assert report["sentences"] == 10 and report["references"] == str(corpus / "test.de")
+        assert isinstance(report["tokenized_bleu"], float) and "tok:13a" in report["sacrebleu_signature"]
+    assert (work / "results" / "bench.json").is_file()
+    assert sorted(p.name for p in (work / "nat_soft").glob("checkpoint_*_*.pt")) == ["checkpoint_1_3.pt",
+                                                                                  "checkpoint_1_6.pt"]
+    assert "best_full_loss" in (work / "nat_soft" / "train.log").read_text(encoding="utf-8")
