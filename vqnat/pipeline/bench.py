@@ -27,6 +27,9 @@ from vqnat.pipeline.prepared import open_prepared
 logger = logging.getLogger(__name__)
 
 
+_KINDS = {"nat": "a NAT", "autoregressive": "an autoregressive model"}
+
+
 class System(NamedTuple):
     """One row of the comparison: a model (bundle or checkpoint) and how it decodes. ``rescorer``: the teacher for
     noisy parallel decoding (NAT only); ``int8``: dynamic int8 quantization of its Linear layers."""
@@ -36,6 +39,7 @@ class System(NamedTuple):
     options: DecodingOptions
     rescorer: Path | None = None
     int8: bool = False
+    kind: str | None = None  # "nat" or "autoregressive": the model must be one (None: either)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -74,6 +78,9 @@ def bench_sentences(systems: Sequence[System], sources: Sequence[str], reference
         translators[system.name] = Translator.load(system.checkpoint, data_dir=data_dir, options=system.options,
                                                    rescorer=system.rescorer, device=device,
                                                    trust_checkpoint=trust_checkpoint, int8=system.int8)
+        if system.kind and translators[system.name].kind != system.kind:
+            raise ValueError(f"{system.checkpoint} is {_KINDS[translators[system.name].kind]}, but the "
+                             f"{system.name!r} row takes {_KINDS[system.kind]}: are --nat and --teacher swapped?")
         for sentence in sources[:warmup]:
             translators[system.name].translate([sentence])
     timed = sources[:batch1] if batch1 else sources
