@@ -10,16 +10,16 @@ import logging
 import typer
 
 import vqnat
-from cli import average, demo, image, prepare, serve, translation
+from cli import average, demo, export, image, prepare, serve, translation
 from cli.evaluate import evaluate_app
+from cli.settings import TYPER_SETTINGS
 from cli.train import train_app
 
 app = typer.Typer(
     name="vqnat",
     help="Non-autoregressive translation with EM-trained vector-quantized latents: "
     "distill, train, translate, serve, benchmark.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    **TYPER_SETTINGS,
     add_completion=False,
 )
 app.command(name="demo")(demo.demo)
@@ -30,6 +30,7 @@ app.command(name="distill")(translation.distill)
 app.command(name="translate")(translation.translate)
 app.command(name="bench")(translation.bench)
 app.command(name="average")(average.average)
+app.command(name="export")(export.export)
 app.command(name="sample")(image.sample)
 app.command(name="reconstruct")(image.reconstruct)
 app.command(name="serve")(serve.serve)

@@ -17,6 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from vqnat.checkpoint import bundle_to_checkpoint, check_trusted, is_bundle
 from vqnat.inference import DecodingOptions
 from vqnat.pipeline.evaluate import evaluate_checkpoint
 from vqnat.pipeline.fairseq_run import run_fairseq
@@ -42,6 +43,33 @@ def read_hypotheses(results: Path, expected: int) -> list[str]:
     return found  # type: ignore[return-value]
 
 
+def check_teacher_checkpoint(teacher: Path, folder: PreparedFolder) -> None:
+    """Raise ``ValueError`` (one line) unless ``teacher`` is an autoregressive translation checkpoint whose
+    vocabulary is as large as ``folder``'s dictionary (the checks fairseq-generate would fail on, in a page of
+    output)."""
+    from vqnat.checkpoint import read_checkpoint
+
+    state = read_checkpoint(teacher, trust=True)  # the caller has checked that it may load
+    task, model = _name(state["cfg"]["task"]), _name(state["cfg"]["model"])
+    if task != "translation":
+        raise ValueError(f"{teacher} is a {model} model ({task} task), not an autoregressive teacher: distill with "
+                         "a checkpoint of `vqnat train teacher`")
+    embeddings = state["model"].get("encoder.embed_tokens.weight")
+    dictionary = folder.data_bin / f"dict.{folder.src_lang}.txt"
+    entries = 4 + sum(1 for _ in dictionary.open(encoding="utf-8"))  # + <s>, <pad>, </s>, <unk>
+    if embeddings is not None and embeddings.shape[0] != entries:
+        raise ValueError(f"{teacher} has a vocabulary of {embeddings.shape[0]} entries, {folder.root}'s dictionary "
+                         f"{entries}: distill data prepared with the teacher's own sentencepiece model and "
+                         "dictionaries")
+
+
+def _name(section: object) -> str | None:
+    """The ``_name`` of a fairseq config section (a dict-like config, or the Namespace of a legacy model)."""
+    if isinstance(section, dict) or hasattr(section, "get"):
+        return section.get("_name")  # type: ignore[union-attr]
+    return getattr(section, "_name", None) or getattr(section, "arch", None)
+
+
 def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: int, max_tokens: int,
                        cpu: bool, log_path: Path | None, results_dir: Path) -> list[str]:
     """Beam-search ``split`` of the binarized data: one piece string per sentence, in dataset order.
@@ -62,11 +90,24 @@ def teacher_hypotheses(teacher: Path, folder: PreparedFolder, split: str, beam: 
 
 
 def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam: int = 4, max_tokens: int = 8192,
-            cpu: bool = True, force: bool = False, validate: bool = True) -> dict[str, object]:
-    """Write a distilled prepared folder at ``out_dir`` and return a report (with the teacher's valid BLEU)."""
+            cpu: bool = True, force: bool = False, validate: bool = True,
+            trust_checkpoint: bool = False) -> dict[str, object]:
+    """Write a distilled prepared folder at ``out_dir`` and return a report (with the teacher's valid BLEU).
+
+    ``teacher``: a bundle (its dictionaries must be ``prepared``'s) or a checkpoint (see :meth:`Translator.load`).
+    """
     teacher, folder, out = Path(teacher), open_prepared(prepared), Path(out_dir)
-    if not teacher.is_file():
+    if is_bundle(teacher):
+        for lang in (folder.src_lang, folder.tgt_lang):
+            theirs, ours = teacher / f"dict.{lang}.txt", folder.data_bin / f"dict.{lang}.txt"
+            if not theirs.is_file() or theirs.read_bytes() != ours.read_bytes():
+                raise ValueError(f"the teacher bundle {teacher} has other dictionaries than {folder.root}: distill "
+                                 "data prepared with the teacher's own sentencepiece model and dictionaries")
+    elif not teacher.is_file():
         raise ValueError(f"teacher checkpoint not found: {teacher}")
+    else:
+        check_trusted(teacher, trust_checkpoint)
+        check_teacher_checkpoint(teacher, folder)
     report_path = out / "distill.json"
     if report_path.is_file() and not force:
         logger.info("%s already distilled (use --force to redo)", out)
@@ -76,7 +117,10 @@ def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam
     src, tgt = folder.src_lang, folder.tgt_lang
     pieces = out / "spm"
     pieces.mkdir(exist_ok=True)
-    hyps = teacher_hypotheses(teacher, folder, "train", beam, max_tokens, cpu, log, results_dir=out / "generate")
+    generator = bundle_to_checkpoint(teacher, out / "teacher-from-bundle.pt") if is_bundle(teacher) else teacher
+    hyps = teacher_hypotheses(generator, folder, "train", beam, max_tokens, cpu, log, results_dir=out / "generate")
+    if generator != teacher:
+        generator.unlink()
     source_pieces = (folder.root / "spm" / f"train.{src}").read_text(encoding="utf-8").splitlines()
     if len(source_pieces) != len(hyps):
         raise ValueError(f"{len(source_pieces)} training sources but {len(hyps)} hypotheses")
@@ -110,7 +154,7 @@ def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam
                                  "train_sentences": len(hyps), "targets_changed": changed}
     if validate and "valid" in splits:
         report["teacher_valid"] = evaluate_checkpoint(teacher, folder.root, split="valid",
-                                                      options=DecodingOptions(beam=beam),
+                                                      options=DecodingOptions(beam=beam), trust_checkpoint=True,
                                                       device="cpu" if cpu else "cuda")
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
