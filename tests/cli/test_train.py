@@ -127,3 +127,36 @@ def test_unknown_option_shows_fairseqs_error_line_only(tiny_bible_bin, tmp_path)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "unrecognized arguments: --bogus-option 3" in errors[0], result.output
     assert "Traceback" not in result.output and len(result.output.splitlines()) < 5, result.output
+
+
+def test_trainer_copies_checkpoints_atomically(tmp_path, monkeypatch):
+    """fairseq-train with vqnat's --user-dir gets the atomic copy, and a copy that dies half-way leaves the old
+    checkpoint_best.pt whole."""
+    from vqnat.pipeline import safe_checkpoints
+    from vqnat.pipeline.fairseq_run import USER_DIR
+
+    code = ("import argparse, fairseq.checkpoint_utils as c, fairseq.utils as u\n"
+            f"u.import_user_module(argparse.Namespace(user_dir={USER_DIR!r}))\n"
+            "print(c.PathManager.atomic_copies)\n")
+    trainer_side = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert trainer_side.stdout.strip().endswith("True"), trainer_side.stdout + trainer_side.stderr
+
+    from fairseq import checkpoint_utils
+
+    import vqnat  # noqa: F401
+
+    new, best = tmp_path / "checkpoint_1_10.pt", tmp_path / "checkpoint_best.pt"
+    new.write_bytes(b"new" * 1000)
+    best.write_bytes(b"old checkpoint")
+
+    def dies_half_way(src, dst):
+        Path(dst).write_bytes(Path(src).read_bytes()[:100])
+        raise KeyboardInterrupt  # the kill
+
+    monkeypatch.setattr(safe_checkpoints.shutil, "copyfile", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_utils.PathManager.copy(str(new), str(best), overwrite=True)
+    assert best.read_bytes() == b"old checkpoint"
+    monkeypatch.undo()
+    assert checkpoint_utils.PathManager.copy(str(new), str(best), overwrite=True)
+    assert best.read_bytes() == new.read_bytes()
