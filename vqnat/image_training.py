@@ -11,13 +11,13 @@ import json
 import logging
 import os
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vqnat.data.images import DATASETS, load_image_dataset, resolve_data_dir
+from vqnat.pipeline.fairseq_run import forwarding_signals, start_child
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ def run_fairseq_train(argv: list[str], save_dir: str | Path, threads: int | None
     logger.info("running: fairseq-train %s", " ".join(argv))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    returncode = subprocess.run(command, env=env, check=False).returncode
+    with start_child(command, env=env) as proc, forwarding_signals(proc) as forwarded:
+        returncode = proc.wait()
+    if forwarded:
+        raise KeyboardInterrupt(f"fairseq-train stopped by signal {forwarded[0]}")
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -86,10 +86,9 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
     try:
         if log:
             log.write("$ " + " ".join(cmd) + "\n")
-        with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=trusted_checkpoint_env(), bufsize=1, process_group=0,
-                              pass_fds=tuple(pass_fds), preexec_fn=_die_with_parent()) as proc, \
-                _forwarding_signals(proc) as forwarded:
+        with start_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=trusted_checkpoint_env(), bufsize=1, pass_fds=tuple(pass_fds)) as proc, \
+                forwarding_signals(proc) as forwarded:
             assert proc.stdout is not None
             for line in proc.stdout:
                 if keep_output:
@@ -120,6 +119,13 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
     return "".join(lines if keep_output else tail)
 
 
+def start_child(cmd: Sequence[str], **popen_kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(cmd)`` for a tool that must not outlive this process: its own process group (a Ctrl-C
+    reaches it only through :func:`forwarding_signals`), no terminal input, and SIGTERM when this process dies."""
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=_die_with_parent(),
+                            **popen_kwargs)
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies (Linux only)."""
     if not sys.platform.startswith("linux"):
@@ -136,7 +142,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 @contextmanager
-def _forwarding_signals(proc: subprocess.Popen) -> Iterator[list[int]]:
+def forwarding_signals(proc: subprocess.Popen) -> Iterator[list[int]]:
     """While the child runs, SIGINT/SIGTERM/SIGHUP sent to this process go to it instead; yields the list of
     signals forwarded (empty when none). Only the main thread can set handlers: elsewhere nothing is forwarded."""
     forwarded: list[int] = []
