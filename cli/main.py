@@ -12,7 +12,7 @@ import typer
 import vqnat
 from cli import average, demo, export, image, prepare, serve, translation
 from cli.evaluate import evaluate_app
-from cli.settings import TYPER_SETTINGS
+from cli.settings import TYPER_SETTINGS, keep_examples_as_written
 from cli.train import train_app
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.command(name="export")(export.export)
 app.command(name="sample")(image.sample)
 app.command(name="reconstruct")(image.reconstruct)
 app.command(name="serve")(serve.serve)
+keep_examples_as_written(app)
 
 
 def _version(value: bool) -> None:

@@ -7,8 +7,28 @@ with ``Error:`` like the commands' own (see :mod:`cli.errors`). Uncaught excepti
 
 from __future__ import annotations
 
+import inspect
+
+import typer
+
 TYPER_SETTINGS: dict[str, object] = {
     "no_args_is_help": True,
     "rich_markup_mode": None,
     "pretty_exceptions_enable": False,
 }
+
+
+def keep_examples_as_written(app: typer.Typer) -> None:
+    """Have click print every ``Example`` paragraph of the commands' help as written: its re-wrapping would break a
+    command line at a hyphen (``work/nat-`` / ``soft``). Marks those paragraphs with click's ``\\b``."""
+    for info in app.registered_commands:
+        if info.callback is not None and info.callback.__doc__:
+            info.callback.__doc__ = _mark_examples(inspect.cleandoc(info.callback.__doc__))
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            keep_examples_as_written(group.typer_instance)
+
+
+def _mark_examples(doc: str) -> str:
+    paragraphs = doc.split("\n\n")
+    return "\n\n".join("\b\n" + p if p.lstrip().startswith(("Example", "vqnat ")) else p for p in paragraphs)

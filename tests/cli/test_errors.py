@@ -98,3 +98,9 @@ def test_every_error_begins_the_same(args):
     assert result.exit_code in (1, 2)
     assert [line for line in result.output.splitlines() if line.startswith("Error: ")], result.output
     assert "error:" not in result.output
+
+
+def test_examples_are_printed_as_written():
+    """Re-wrapping used to break `--save-dir work/nat-soft` into `work/nat-` and `soft`."""
+    result = runner.invoke(app, ["train", "nat", "--help"], terminal_width=80)
+    assert "--save-dir work/nat-soft --bottleneck soft" in result.output, result.output
