@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -24,12 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import vqnat
 from server import metrics as metrics_module
 from server.batching import BatcherClosed
 from server.metrics import Metrics
+from server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, CancelOnDisconnect, MetricsMiddleware
 from server.schemas import (
     BatchingInfo,
     ErrorResponse,
@@ -40,7 +39,7 @@ from server.schemas import (
     TranslateRequest,
     TranslateResponse,
 )
-from server.served import ServedModel, load_translators
+from server.served import Overloaded, RequestTooCostly, ServedModel, load_translators
 from server.settings import API_KEY_HEADER, Settings
 from vqnat.inference import Translator
 
@@ -50,6 +49,7 @@ logger = logging.getLogger(__name__)
 FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 WHITESPACE_CONTROLS = re.compile("[\t\n\r]")  # read as spaces
 ENDPOINTS = ("/v1/translate", "/v1/models", "/health", "/ready", "/metrics", "/openapi.json", "/docs")
+DOCS_AND_METRICS = ("/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 class ApiError(StarletteHTTPException):
@@ -66,77 +66,15 @@ def _error(status: int, code: str, message: str, details: list[dict[str, object]
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 422, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 408, 413, 422, 429, 503)}
 
 
-# ---------------------------------------------------------------------------------------------- middleware
-class MetricsMiddleware:
-    """Counts every HTTP request by endpoint and status and times it (pure ASGI: sees the real status)."""
+def protected_paths(settings: Settings):
+    """Which paths need the API key (when one is set): /v1/*, and the docs and metrics unless left open."""
+    def protected(path: str) -> bool:
+        return path.startswith("/v1/") or (not settings.open_docs_and_metrics and path in DOCS_AND_METRICS)
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            path = scope.get("path", "")
-            endpoint = path if path in ENDPOINTS else "other"
-            self.metrics.observe_request(endpoint, scope.get("method", ""), status, time.perf_counter() - start)
-
-
-class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with a JSON 413, by Content-Length or by counting a stream.
-
-    The body (small by construction) is read here and replayed to the app in one message.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        too_large = _error(413, "body_too_large", f"request body over {self.max_bytes} bytes (max_body_bytes)")
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await too_large(scope, receive, send)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await too_large(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+    return protected
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -197,18 +135,19 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
     app.state.metrics = metrics
     app.state.models = {}
     app.state.ready = False
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: counts the 413s too
+    # added innermost first: metrics (outermost: counts every answer) > key > body limits > cancellation
+    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
+                       error=_error)
+    app.add_middleware(ApiKeyMiddleware, key=settings.api_key, header=API_KEY_HEADER,
+                       protected=protected_paths(settings), error=_error, body_timeout_s=settings.body_timeout_s)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=ENDPOINTS)
     _add_error_handlers(app)
 
+    # documents the header in the OpenAPI schema; ApiKeyMiddleware checks it, before the body is read
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="Required when the server was started with --api-key.")
-
-    async def require_api_key(key: str | None = Security(api_key_header)) -> None:
-        if settings.api_key is None:
-            return
-        if key is None or not secrets.compare_digest(key.encode(), settings.api_key.encode()):
-            raise ApiError(401, "unauthorized", f"missing or wrong {API_KEY_HEADER} header")
+    require_api_key = Security(api_key_header)
 
     async def served(request: Request) -> dict[str, ServedModel]:  # async: no thread-pool hop per request
         if not request.app.state.ready:
@@ -216,8 +155,8 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
         return request.app.state.models
 
     @app.post("/v1/translate", response_model=TranslateResponse, responses=ERRORS,
-              dependencies=[Depends(require_api_key)], summary="Translate a list of sentences")
-    async def translate(body: TranslateRequest,
+              dependencies=[require_api_key], summary="Translate a list of sentences")
+    async def translate(body: TranslateRequest, request: Request,
                         models: dict[str, ServedModel] = Depends(served)) -> TranslateResponse:
         start = time.perf_counter()
         name = body.model or ("nat" if "nat" in models else "teacher")
@@ -231,9 +170,16 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
                                f"not to {name!r} (it decodes in one parallel pass)")
             if body.beam > settings.max_beam:
                 raise ApiError(422, "beam_too_large", f"beam={body.beam}; the limit is {settings.max_beam}")
-        texts = _check_sentences(body.text, settings)
+        prepared = model.prepare(_check_sentences(body.text, settings), body.beam)  # encoded once, here
         try:
-            translations = await asyncio.wait_for(model.translate(texts, body.beam), settings.request_timeout_s)
+            model.admit(prepared)
+        except RequestTooCostly as err:
+            raise ApiError(413, "request_too_costly", str(err)) from err
+        except Overloaded as err:
+            raise ApiError(429, "overloaded", str(err), headers={"Retry-After": "1"}) from err
+        client = request.client.host if request.client else None
+        try:
+            translations = await asyncio.wait_for(model.translate(prepared, client), settings.request_timeout_s)
         except BatcherClosed as err:
             raise ApiError(503, "shutting_down", f"{err}; retry on another instance") from err
         except TimeoutError as err:
@@ -245,7 +191,7 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
                                  latency_ms=round((time.perf_counter() - start) * 1e3, 3))
 
     @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS,
-             dependencies=[Depends(require_api_key)], summary="Loaded models and the server's settings")
+             dependencies=[require_api_key], summary="Loaded models and the server's settings")
     async def list_models(models: dict[str, ServedModel] = Depends(served)) -> ModelsResponse:
         return ModelsResponse(
             models=[ModelInfo(**model.describe()) for model in models.values()],
@@ -254,11 +200,12 @@ def create_app(settings: Settings, translators: Mapping[str, Translator] | None 
                                   max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms),
             limits=LimitsInfo(max_sentences_per_request=settings.max_sentences_per_request,
                               max_chars_per_sentence=settings.max_chars_per_sentence,
-                              max_body_bytes=settings.max_body_bytes))
+                              max_body_bytes=settings.max_body_bytes, max_request_cost=settings.max_request_cost,
+                              max_queued_cost=settings.max_queued_cost))
 
     @app.get("/health", response_model=StatusResponse, summary="Liveness: the process answers")
-    async def health() -> StatusResponse:
-        return StatusResponse(status="ok")
+    async def health(request: Request) -> StatusResponse:
+        return StatusResponse(status="ok", models=sorted(request.app.state.models))
 
     @app.get("/ready", response_model=StatusResponse, responses={503: {"model": ErrorResponse}},
              summary="Readiness: the models are loaded")
@@ -280,18 +227,35 @@ def _warm_up(translators: Mapping[str, Translator]) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for multi-worker uvicorn: the settings come from ``VQNAT_SERVER_SETTINGS`` (set by vqnat serve)."""
-    return create_app(Settings.from_env())
+    """Factory for multi-worker uvicorn: the settings come from ``VQNAT_SERVER_SETTINGS`` (set by vqnat serve).
+
+    A worker process starts with Python's default logging; it logs at the server's level, as one process would.
+    """
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), force=True,
+                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    return create_app(settings)
 
 
 # ---------------------------------------------------------------------------------------------- errors
+def _unreadable_body(cause: BaseException | None) -> tuple[str, str]:
+    """Code and message for a body FastAPI could not decode, from the error the JSON reader raised."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "invalid_body", f"the body is not UTF-8 text (byte {cause.start}): send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "invalid_json", "the JSON nests arrays or objects too deeply to be read"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "invalid_json", f"the JSON holds a number with too many digits to be read ({cause})"
+    return "invalid_body", "the body could not be read as JSON"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = getattr(exc, "code", None) or HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
         if exc.status_code == 400 and not hasattr(exc, "code"):  # FastAPI could not decode the body
-            code, message = "invalid_body", "the body could not be read as UTF-8 JSON"
+            code, message = _unreadable_body(exc.__cause__)
         return _error(exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

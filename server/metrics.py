@@ -91,7 +91,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = Counter("vqnat_http_requests_total", "HTTP requests by endpoint, method and status code.")
+        self.requests = Counter("vqnat_http_requests_total",
+                                "HTTP responses sent, by endpoint, method and status code.")
+        self.disconnects = Counter("vqnat_http_client_disconnects_total",
+                                   "Requests whose client went away before any response was sent.")
         self.request_latency = Histogram("vqnat_http_request_duration_seconds",
                                          "Time from request received to response sent, by endpoint.",
                                          LATENCY_BUCKETS)
@@ -108,6 +111,10 @@ class Metrics:
             self.requests.inc(endpoint=endpoint, method=method, status=str(status))
             self.request_latency.observe(seconds, endpoint=endpoint)
 
+    def observe_disconnect(self, endpoint: str, method: str) -> None:
+        with self._lock:
+            self.disconnects.inc(endpoint=endpoint, method=method)
+
     def observe_batch(self, model: str, sentences: int, seconds: float, waits: Sequence[float]) -> None:
         with self._lock:
             self.sentences.inc(sentences, model=model)
@@ -119,7 +126,7 @@ class Metrics:
     def render(self) -> str:
         with self._lock:
             lines: list[str] = []
-            for metric in (self.requests, self.request_latency, self.sentences, self.batch_size,
+            for metric in (self.requests, self.disconnects, self.request_latency, self.sentences, self.batch_size,
                            self.batch_latency, self.queue_wait):
                 lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ModelName = Literal["nat", "teacher"]
 
@@ -24,6 +24,15 @@ class TranslateRequest(BaseModel):
     beam: int | None = Field(default=None, ge=1, description="Beam size, teacher only (default: the server's "
                              "--teacher-beam, at most its max beam).")
 
+    @field_validator("beam", mode="before")
+    @classmethod
+    def _integral_number(cls, value: object) -> object:
+        """JSON Schema's "integer" is any number without a fractional part, so 2.0 is read as 2; strings,
+        booleans and fractions stay refused."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
 
 class TranslateResponse(BaseModel):
     translations: list[str] = Field(description="One translation per input sentence, in the same order.")
@@ -34,7 +43,7 @@ class TranslateResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: ModelName
     kind: str = Field(description="\"nat\" or \"autoregressive\"")
-    checkpoint: str
+    checkpoint: str = Field(description="File or folder name of the model (not its path on the server).")
     architecture: str
     parameters: int
     beam: int | None = Field(description="Default beam (autoregressive models only).")
@@ -53,6 +62,9 @@ class LimitsInfo(BaseModel):
     max_sentences_per_request: int
     max_chars_per_sentence: int
     max_body_bytes: int
+    max_request_cost: int = Field(description="Largest estimated cost of one request (else 413); a sentence of n "
+                                  "subword tokens costs n x beam x its output length limit.")
+    max_queued_cost: int = Field(description="Work a model may have pending, per model (else 429).")
 
 
 class ModelsResponse(BaseModel):

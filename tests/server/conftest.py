@@ -11,7 +11,8 @@ from server.settings import Settings
 
 @pytest.fixture(scope="session")
 def base_settings(tiny_checkpoints) -> Settings:
-    return Settings(nat=tiny_checkpoints.nat, teacher=tiny_checkpoints.teacher, max_sentences_per_request=8,
+    return Settings(nat=tiny_checkpoints.nat, teacher=tiny_checkpoints.teacher, trust_checkpoint=True,
+                    max_sentences_per_request=8,
                     max_chars_per_sentence=300, max_body_bytes=8192, max_wait_ms=2.0)
 
 

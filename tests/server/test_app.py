@@ -66,14 +66,15 @@ def test_models_lists_loaded_models_and_settings(client):
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["nat"]["kind"] == "nat" and by_name["nat"]["beam"] is None
     assert by_name["teacher"]["kind"] == "autoregressive" and by_name["teacher"]["beam"] == 1
-    assert all(m["parameters"] > 0 and m["checkpoint"].endswith(".pt") for m in body["models"])
+    assert all(m["parameters"] > 0 and m["checkpoint"] == "checkpoint_last.pt" for m in body["models"])  # no path
     assert body["default_model"] == "nat"
-    assert body["limits"] == {"max_sentences_per_request": 8, "max_chars_per_sentence": 300, "max_body_bytes": 8192}
+    assert body["limits"] == {"max_sentences_per_request": 8, "max_chars_per_sentence": 300, "max_body_bytes": 8192,
+                              "max_request_cost": 2_000_000, "max_queued_cost": 8_000_000}
     assert body["batching"]["max_wait_ms"] == 2.0
 
 
 def test_health_and_ready(client):
-    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/health").json() == {"status": "ok", "models": ["nat", "teacher"]}
     assert client.get("/ready").json() == {"status": "ready", "models": ["nat", "teacher"]}
 
 
@@ -126,6 +127,8 @@ JSON = {"content-type": "application/json"}
     ({"text": ["a"], "model": "teacher", "beam": 0}, 422, "invalid_request", ["beam"]),
     ({"text": ["a"], "model": "teacher", "beam": 9}, 422, "beam_too_large", ["8"]),
     ({"text": ["a"], "model": "teacher", "beam": "2"}, 422, "invalid_request", ["beam"]),
+    ({"text": ["a"], "model": "teacher", "beam": 2.5}, 422, "invalid_request", ["beam"]),
+    ({"text": ["a"], "model": "teacher", "beam": True}, 422, "invalid_request", ["beam"]),
     ({"text": ["a"] * 9}, 413, "too_many_sentences", ["9", "limit is 8"]),
     ({"text": ["ok", "x" * 301]}, 413, "sentence_too_long", ["sentence 1", "301", "300"]),
     ({"text": ["a\x00b"]}, 422, "invalid_character", ["U+0000"]),
@@ -143,12 +146,31 @@ def test_bad_requests_get_a_clear_4xx(client, payload, status, code, words):
     (b"not json at all", JSON, 400, "invalid_json"),
     (b"", JSON, 422, "invalid_request"),
     (b'{"text": ["\xff\xfe caf\xe9"]}', JSON, 400, "invalid_body"),  # latin-1, not UTF-8
+    (b'{"text": ["a"], "beam": ' + b"9" * 5000 + b"}", JSON, 400, "invalid_json"),
+    (b"[" * 3000 + b"]" * 3000, JSON, 400, "invalid_json"),
     (b'{"text": ["a\\ud800b"]}', JSON, 422, "invalid_character"),  # a lone surrogate, valid JSON
     (b'{"text": ["a"]}', {"content-type": "text/plain"}, 422, "invalid_request"),
     (b'{"text": ["a"]}', {"content-type": "application/x-www-form-urlencoded"}, 422, "invalid_request"),
 ])
 def test_malformed_bodies_get_a_clear_4xx(client, body, headers, status, code):
     assert_error(client.post("/v1/translate", content=body, headers=headers), status, code)
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"text": ["\xff\xfe caf\xe9"]}', ["not UTF-8", "byte 11"]),
+    (b'{"text": ["a"], "beam": ' + b"9" * 5000 + b"}", ["number", "digits"]),
+    (b"[" * 3000 + b"]" * 3000, ["nests", "deeply"]),
+])
+def test_unreadable_bodies_are_told_what_is_wrong(client, body, words):
+    message = client.post("/v1/translate", content=body, headers=JSON).json()["message"]
+    assert all(word in message for word in words), message
+
+
+def test_an_integral_number_is_an_integer_as_the_schema_says(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["TranslateRequest"]["properties"]["beam"]
+    assert {"type": "integer", "minimum": 1} in schema["anyOf"]  # JSON Schema: 2.0 is an integer
+    response = client.post("/v1/translate", json={"text": ["a"], "model": "teacher", "beam": 2.0})
+    assert response.status_code == 200, response.text
 
 
 def test_oversized_bodies_are_refused_before_parsing(client):
@@ -189,6 +211,44 @@ def test_api_key_protects_v1_but_not_probes(make_client):
     assert client.post("/v1/translate", json={"text": ["a"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+    for path in ("/metrics", "/openapi.json", "/docs"):  # closed too, unless left open
+        assert_error(client.get(path), 401, "unauthorized")
+        assert client.get(path, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_docs_and_metrics_can_be_left_open_with_a_key(make_client):
+    client = make_client(api_key="s3cret", open_docs_and_metrics=True)
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 200
+    assert_error(client.get("/v1/models"), 401, "unauthorized")
+
+
+def test_the_key_is_checked_before_the_body_is_read(make_client):
+    client = make_client(api_key="s3cret")
+    assert_error(client.post("/v1/translate", content=b"{not json", headers=JSON), 401, "unauthorized")
+    assert_error(client.post("/v1/translate", content=b"x" * 20000, headers=JSON), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("key", ["", "schlüssel", "two words", "tab\there", "bell\x07"])
+def test_api_keys_must_be_printable_ascii(base_settings, key):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="printable ASCII"):
+        dataclasses.replace(base_settings, api_key=key)
+
+
+@pytest.mark.parametrize(("host", "allowed"), [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                               ("127.0.0.2", True), ("0.0.0.0", False), ("::", False),
+                                               ("192.168.1.5", False), ("example.org", False)])
+def test_binding_beyond_loopback_needs_allow_remote(base_settings, host, allowed):
+    import dataclasses
+
+    if allowed:
+        dataclasses.replace(base_settings, host=host)
+    else:
+        with pytest.raises(ValueError, match="--allow-remote"):
+            dataclasses.replace(base_settings, host=host)
+    assert dataclasses.replace(base_settings, host=host, allow_remote=True).host == host
 
 
 def test_requests_after_the_models_closed_get_503(client):
@@ -211,3 +271,74 @@ def test_gil_switch_interval_is_set_while_serving_and_restored(base_settings, tr
     with TestClient(create_app(settings, translators)):
         assert sys.getswitchinterval() == pytest.approx(0.0005)
     assert sys.getswitchinterval() == before
+
+
+# ------------------------------------------------------------------------------------------------ cost admission
+LONG = " ".join(JOHN[1:] * 3)  # about 40 words, under max_chars_per_sentence
+
+
+def test_a_request_that_alone_exceeds_the_cost_limit_gets_413(make_client):
+    client = make_client(max_request_cost=20_000, max_queued_cost=20_000)
+    body = assert_error(client.post("/v1/translate", json={"text": [LONG] * 8, "model": "teacher", "beam": 8}),
+                        413, "request_too_costly", "max_request_cost", "20,000")
+    assert "beam" in body["message"]
+    assert client.post("/v1/translate", json={"text": JOHN[1:2], "model": "teacher"}).status_code == 200
+
+
+def test_the_cost_grows_with_tokens_beam_and_length(client):
+    model = client.app.state.models["teacher"]
+    short, long = model.prepare([JOHN[1]]), model.prepare([LONG])
+    assert long.cost > 10 * short.cost  # quadratic in length: more tokens, each with a longer output
+    assert model.prepare([JOHN[1]], beam=4).cost == 4 * short.cost
+    assert model.prepare(["", JOHN[1], "  "]).cost == short.cost  # blank sentences cost nothing
+    assert short.ids[0].tolist() == model.translator.encode(JOHN[1]).tolist()  # encoded once, kept for the model
+
+
+def test_work_over_the_queue_limit_gets_429_until_the_queue_drains(base_settings, translators):
+    import asyncio
+    import dataclasses
+    import threading
+
+    from server.metrics import Metrics
+    from server.served import Overloaded, ServedModel
+
+    settings = dataclasses.replace(base_settings, max_request_cost=200, max_queued_cost=200)
+
+    async def main():
+        model = ServedModel("teacher", translators["teacher"], settings, Metrics())
+        first, second = model.prepare([JOHN[1]]), model.prepare([JOHN[2]])
+        assert first.cost + second.cost > 200 >= max(first.cost, second.cost)
+        release = threading.Event()
+        model._executor.submit(release.wait, 30)  # the model thread is busy: work queues up
+        model.admit(first)
+        queued = asyncio.create_task(model.translate(first))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded, match="max_queued_cost"):
+            model.admit(second)
+        release.set()
+        await queued
+        model.admit(second)  # admitted once the queue drained
+        await model.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_drops_mid_body_is_counted_as_a_disconnect_not_a_500(client):
+    messages = iter([{"type": "http.request", "body": b'{"text": [', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/translate", "headers": [(b"content-type",
+             b"application/json"), (b"content-length", b"100")], "query_string": b"", "root_path": "",
+             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000), "http_version": "1.1"}
+    client.portal.call(client.app, scope, receive, send)
+    assert sent == []  # nothing could be sent
+    lines = client.get("/metrics").text.splitlines()
+    assert 'vqnat_http_client_disconnects_total{endpoint="/v1/translate",method="POST"} 1' in lines
+    assert not any(line.startswith("vqnat_http_requests_total") and 'status="500"' in line for line in lines)

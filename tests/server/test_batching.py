@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server.batching import BatcherClosed, MicroBatcher
+from server.batching import BatchAborted, BatcherClosed, MicroBatcher
 
 
 class RecordingModel:
@@ -20,7 +20,7 @@ class RecordingModel:
         self.threads: set[str] = set()
         self.delay_s, self.fail_on = delay_s, fail_on
 
-    def __call__(self, texts: list[str]) -> list[str]:
+    def __call__(self, texts: list[str], abort: threading.Event) -> list[str]:
         self.batches.append(list(texts))
         self.threads.add(threading.current_thread().name)
         if self.delay_s:
@@ -60,8 +60,8 @@ def test_batches_close_at_max_sentences_and_max_tokens(executor):
     model = RecordingModel()
 
     async def main(**limits):
-        batcher = MicroBatcher("m", model, executor, max_wait_s=0.05, cost=lambda t: len(t), **limits)
-        out = await asyncio.gather(*(batcher.submit([f"{i:03d}"]) for i in range(10)))  # 3 tokens each
+        batcher = MicroBatcher("m", model, executor, max_wait_s=0.05, **limits)
+        out = await asyncio.gather(*(batcher.submit([f"{i:03d}"], tokens=[3]) for i in range(10)))
         await batcher.close()
         return out
 
@@ -202,3 +202,110 @@ def test_close_with_a_stuck_model_fails_the_waiting_callers(executor):
 def test_bad_limits_are_refused(executor):
     with pytest.raises(ValueError, match="max_sentences"):
         MicroBatcher("m", RecordingModel(), executor, max_sentences=0)
+
+
+def test_batches_close_at_max_cost(executor):
+    model = RecordingModel()
+
+    async def main():
+        batcher = MicroBatcher("m", model, executor, max_wait_s=0.05, max_cost=10)
+        await asyncio.gather(*(batcher.submit([f"s{i}"], costs=[4]) for i in range(5)))
+        await batcher.close()
+
+    run(main())
+    assert [len(b) for b in model.batches] == [2, 2, 1]  # 4 + 4 fit in 10, a third would not
+
+
+def hold(executor) -> threading.Event:
+    """Occupy the model thread until the returned event is set: whatever is submitted meanwhile queues up."""
+    release = threading.Event()
+    executor.submit(release.wait, 30)
+    return release
+
+
+def test_clients_take_turns_so_a_large_request_does_not_hold_up_small_ones(executor):
+    model = RecordingModel()
+
+    async def main():
+        batcher = MicroBatcher("m", model, executor, max_sentences=4, max_wait_s=0.0)
+        release = hold(executor)
+        big = asyncio.create_task(batcher.submit([f"big{i}" for i in range(12)], client="a"))
+        await asyncio.sleep(0)
+        small = [asyncio.create_task(batcher.submit([f"{c}{i}" for i in range(2)], client=c)) for c in "bc"]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(big, *small)
+        await batcher.close()
+        return results
+
+    big, b, c = run(main())
+    assert big == [f"BIG{i}" for i in range(12)] and b == ["B0", "B1"] and c == ["C0", "C1"]
+    first, second = model.batches[0], model.batches[1]
+    # the first batch closed on the big request alone (it was alone in the queue); then every client in turn
+    assert first == ["big0", "big1", "big2", "big3"]
+    assert second == ["big4", "b0", "c0", "big5"]
+    assert {"b1", "c1"} <= set(model.batches[2])  # the small requests are done by the third batch, not the fourth
+
+
+def test_requests_of_one_client_take_turns_too(executor):
+    model = RecordingModel()
+
+    async def main():
+        batcher = MicroBatcher("m", model, executor, max_sentences=4, max_wait_s=0.0)
+        release = hold(executor)
+        jobs = [asyncio.create_task(batcher.submit([f"{r}{i}" for i in range(4)], client="same")) for r in "xyz"]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*jobs)
+        await batcher.close()
+
+    run(main())
+    assert model.batches[0] == ["x0", "y0", "z0", "x1"]
+
+
+class AbortableModel:
+    """Runs until its batch is aborted (or 30 s pass), as a long search stopped between steps would."""
+
+    def __init__(self) -> None:
+        self.started, self.aborted = threading.Event(), threading.Event()
+
+    def __call__(self, texts: list[str], abort: threading.Event) -> list[str]:
+        self.started.set()
+        if abort.wait(30):
+            self.aborted.set()
+            raise BatchAborted("stopped")
+        return [t.upper() for t in texts]
+
+
+def test_a_running_batch_stops_once_all_its_callers_have_gone(executor):
+    model = AbortableModel()
+
+    async def main():
+        batcher = MicroBatcher("m", model, executor, max_wait_s=0.0)
+        caller = asyncio.create_task(batcher.submit(["long"]))
+        await asyncio.to_thread(model.started.wait, 30)
+        caller.cancel()
+        await asyncio.gather(caller, return_exceptions=True)
+        stopped = await asyncio.to_thread(model.aborted.wait, 30)
+        pending = batcher.pending_cost
+        await batcher.close()
+        return stopped, pending
+
+    stopped, pending = run(main())
+    assert stopped and pending == 0
+
+
+def test_a_running_batch_goes_on_while_one_caller_still_waits(executor):
+    model = RecordingModel(delay_s=0.2)
+
+    async def main():
+        batcher = MicroBatcher("m", model, executor, max_wait_s=0.05)
+        leaving = asyncio.create_task(batcher.submit(["leaving"], client="a"))
+        staying = asyncio.create_task(batcher.submit(["staying"], client="b"))
+        await asyncio.sleep(0.1)  # both are in the running batch now
+        leaving.cancel()
+        result = await staying
+        await batcher.close()
+        return result
+
+    assert run(main()) == ["STAYING"]
