@@ -87,6 +87,11 @@ def test_help_starts_without_torch_and_reads_plainly():
     assert "--progress / --no-progress" in result.stdout
 
 
+def test_teacher_help_cites_nothing_outside_the_repo():
+    result = runner.invoke(app, ["train", "teacher", "--help"])
+    assert result.exit_code == 0 and "BASELINES" not in result.output
+
+
 def test_evaluate_takes_threads():
     result = runner.invoke(app, ["evaluate", "translation", "--help"])
     assert result.exit_code == 0 and "--threads" in result.output

@@ -138,8 +138,12 @@ def test_trainer_copies_checkpoints_atomically(tmp_path, monkeypatch):
     code = ("import argparse, fairseq.checkpoint_utils as c, fairseq.utils as u\n"
             f"u.import_user_module(argparse.Namespace(user_dir={USER_DIR!r}))\n"
             "print(c.PathManager.atomic_copies)\n")
-    trainer_side = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert trainer_side.stdout.strip().endswith("True"), trainer_side.stdout + trainer_side.stderr
+    # the teacher's trainer has no --user-dir: fairseq_main imports vqnat before fairseq_cli.train
+    teacher = ("import vqnat.pipeline.fairseq_main, fairseq.checkpoint_utils as c\n"
+               "print(c.PathManager.atomic_copies)\n")
+    for trainer in (code, teacher):
+        result = subprocess.run([sys.executable, "-c", trainer], capture_output=True, text=True, check=False)
+        assert result.stdout.strip().endswith("True"), result.stdout + result.stderr
 
     from fairseq import checkpoint_utils
 

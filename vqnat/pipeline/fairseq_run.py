@@ -56,8 +56,8 @@ def error_line(output: Sequence[str]) -> str:
 
 
 def fairseq_command(tool: str, args: Sequence[str]) -> list[str]:
-    """``python -m fairseq_cli.<tool> <args>`` with this interpreter."""
-    return [sys.executable, "-m", f"fairseq_cli.{tool}", *map(str, args)]
+    """fairseq's ``<tool>`` with this interpreter, vqnat imported first (see :mod:`vqnat.pipeline.fairseq_main`)."""
+    return [sys.executable, "-m", "vqnat.pipeline.fairseq_main", tool, *map(str, args)]
 
 
 def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
