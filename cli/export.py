@@ -22,6 +22,7 @@ def export(
                                                                         "uses (the bundle cannot resume training)."),
     evaluate_on: Path | None = typer.Option(None, help="A prepared folder: score the bundle on its valid and test "
                                                        "splits and record the scores in the bundle."),
+    notes: str | None = typer.Option(None, help="A line for the model card, e.g. how the model was trained."),
     trust_checkpoint: bool = TRUST_CHECKPOINT,
 ) -> None:
     """Write a model bundle: model.safetensors (no pickle), config.json with the model config and provenance, the
@@ -32,7 +33,7 @@ def export(
     from vqnat.pipeline.export import export_model
 
     config = export_model(checkpoint, out, data_dir=data_dir, dtype=dtype, inference_only=inference_only,
-                          trust=trust_checkpoint, evaluate_on=evaluate_on,
+                          trust=trust_checkpoint, evaluate_on=evaluate_on, notes=notes,
                           say=lambda msg: typer.echo(msg, err=True))
     size = (out / "model.safetensors").stat().st_size / 2**20
     typer.echo(json.dumps({"bundle": str(out), "kind": config["kind"], "weights_mib": round(size, 1),

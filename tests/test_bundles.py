@@ -160,3 +160,19 @@ def test_the_shipped_models_translate_into_german():
     for translator in (nat, teacher):
         (out,) = translator.translate(["In the beginning was the Word, and the Word was with God."])
         assert "Anfang" in out and "Wort" in out and "Gott" in out
+
+
+def test_demo_translates_scores_and_times_the_given_bundles(tiny_checkpoints, tmp_path, monkeypatch):
+    from cli.main import app
+
+    monkeypatch.chdir(tmp_path)  # the plot goes to work/demo/bench.png
+    nat = export_bundle(tiny_checkpoints.nat, tmp_path / "nat")
+    teacher = export_bundle(tiny_checkpoints.teacher, tmp_path / "teacher")
+    result = CliRunner().invoke(app, ["demo", "--nat", str(nat), "--teacher", str(teacher), "--batch1-sentences",
+                                      "2", "--limit", "20"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("teacher beam 4") for line in lines)
+    assert sum(line.strip().startswith("EN ") for line in lines) == 3
+    assert "Namespace(" not in result.output and "dictionary:" not in result.output
+    assert (tmp_path / "work" / "demo" / "bench.png").is_file()

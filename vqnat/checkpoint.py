@@ -274,7 +274,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, *, data_dir: str | Pa
         "model_config_type": "namespace" if isinstance(cfg.model, Namespace) else "dataclass",
         "model": _plain(cfg.model), "task": task_cfg, "tied": tied, "left_out": dropped,
         "provenance": {"checkpoint": Path(checkpoint).name, "updates": history[-1].get("num_updates"),
-                       **(dict(provenance) if provenance else {})},
+                       "trained_on": str(cfg.task.data).split(":")[0], **(dict(provenance) if provenance else {})},
     }
     out.mkdir(parents=True, exist_ok=True)
     save_file(stored, str(out / WEIGHTS_FILE), metadata={"format": "pt", "vqnat_bundle": BUNDLE_FORMAT})
@@ -309,6 +309,8 @@ def model_card(config: Mapping[str, Any]) -> str:
              f"{prov.get('updates')} updates"]
     if prov.get("data"):
         lines.append(f"- trained on: {prov['data']}")
+    if prov.get("notes"):
+        lines.append(f"- notes: {prov['notes']}")
     if prov.get("scored_on"):
         lines.append(f"- scored on: {prov['scored_on']}")
     scores = prov.get("scores") or {}

@@ -18,18 +18,22 @@ from vqnat.pipeline.prepared import open_prepared
 TEACHER_BEAMS = (1, 4)  # a teacher is scored greedy and with beam 4: the NAT's two reference points
 
 
-def describe_data(prepared: str | Path) -> str:
-    """One line about a prepared folder: its corpus, sizes and, for a distilled one, the teacher's beam."""
+def describe_data(prepared: str | Path, held_out_only: bool = False) -> str:
+    """One line about a prepared folder: its corpus, sizes and, for a distilled one, the teacher's beam
+    (``held_out_only``: only valid and test, whose references are always the real ones)."""
     folder = open_prepared(prepared)
     manifest = folder.manifest
     source = manifest.get("source", {})
     versions = source.get("versions", {})
     corpus = (f"Bible {versions.get(source.get('src_version'), '?')} -> {versions.get(source.get('tgt_version'), '?')}"
               if source.get("source") == "bible" else str(source.get("source", folder.root.name)))
-    sizes = ", ".join(f"{k} {v:,}" for k, v in manifest.get("sizes", {}).items())
+    sizes = manifest.get("sizes", {})
+    if held_out_only:
+        sizes = {k: v for k, v in sizes.items() if k != "train"}
     distilled = manifest.get("distilled")
-    tail = f"; targets distilled by the teacher with beam {distilled['beam']}" if distilled else ""
-    return f"{corpus} ({folder.src_lang} -> {folder.tgt_lang}; {sizes}{tail})"
+    tail = f"; targets distilled by a teacher with beam {distilled['beam']}" if distilled and not held_out_only else ""
+    listed = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+    return f"{corpus} ({folder.src_lang} -> {folder.tgt_lang}; {listed}{tail})"
 
 
 def score_bundle(bundle: str | Path, prepared: str | Path, splits: tuple[str, ...] = ("valid", "test"),
@@ -52,25 +56,29 @@ def score_bundle(bundle: str | Path, prepared: str | Path, splits: tuple[str, ..
 
 def export_model(checkpoint: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                  dtype: str = "float16", inference_only: bool = False, trust: bool = False,
-                 evaluate_on: str | Path | None = None, say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Export ``checkpoint`` as a bundle in ``out``; with ``evaluate_on`` (a prepared folder), score it there and
-    record the data and the scores as its provenance. Returns the bundle's config."""
+                 evaluate_on: str | Path | None = None, notes: str | None = None,
+                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export ``checkpoint`` as a bundle in ``out``; with ``evaluate_on`` (a prepared folder), score it there. The
+    provenance records the training data the checkpoint names (described when that folder is here), the scores
+    and ``notes`` (free text, e.g. how the model was trained). Returns the bundle's config."""
     export_bundle(checkpoint, out, data_dir=data_dir, dtype=dtype, inference_only=inference_only, trust=trust)
     config = read_bundle_config(out)
-    if data_dir is not None:
-        config["provenance"]["data"] = _describe_if_prepared(Path(data_dir))
+    provenance = config["provenance"]
+    provenance["data"] = _describe_if_prepared(Path(provenance["trained_on"]))
+    if notes:
+        provenance["notes"] = notes
     if evaluate_on is not None:
-        config["provenance"]["scored_on"] = describe_data(evaluate_on)
-        config["provenance"]["scores"] = score_bundle(out, evaluate_on, say=say)
+        provenance["scored_on"] = describe_data(evaluate_on, held_out_only=True)
+        provenance["scores"] = score_bundle(out, evaluate_on, say=say)
     write_bundle_config(out, config)
     return config
 
 
 def _describe_if_prepared(folder: Path) -> str:
-    """:func:`describe_data` of a prepared folder (or of the one holding a data-bin), else the folder's name."""
+    """:func:`describe_data` of a prepared folder (or of the one holding a data-bin), else the recorded path."""
     for root in (folder, folder.parent):
         try:
             return describe_data(root)
         except ValueError:
             continue
-    return folder.name
+    return f"{folder} (as recorded in the checkpoint; not on this machine)"
