@@ -140,3 +140,33 @@ def test_progress_bar_on_request_and_threads(tiny_models):
     assert "translating" in shown.stderr and "1/1" in shown.stderr
     hidden = translate(tiny_models.nat, input=SENTENCES[0] + "\n")  # stderr is no terminal here
     assert "translating" not in hidden.stderr
+
+
+def test_kill_9_keeps_finished_lines_and_the_rerun_completes(tiny_models, tmp_path):
+    """A translation killed outright keeps every chunk it finished; the same command (another batch size does
+    not change the translations) then completes the file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("".join(s + "\n" for s in SENTENCES * 100), encoding="utf-8")  # 400 lines
+    partial = tmp_path / "out.txt.partial"
+    command = [str(Path(sys.executable).parent / "vqnat"), "translate", "--model", str(tiny_models.nat),
+               "-i", str(source), "-o", str(out), "--batch-size", "1"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (partial.is_file() and partial.read_bytes().count(b"\n") >= 8) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no chunk written"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    kept = partial.read_bytes().count(b"\n")
+    assert 8 <= kept < 400 and not out.exists()
+    rerun = subprocess.run(command[:-1] + ["64"], capture_output=True, text=True, check=False)  # batch size 64
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming: {kept} lines" in rerun.stderr
+    assert out.read_text(encoding="utf-8").count("\n") == 400 and not partial.exists()
