@@ -90,9 +90,7 @@ def serve(
     """
     import uvicorn
 
-    from server.app import create_app
     from server.connection import uvicorn_options
-    from server.served import load_translators
     from server.settings import ENV_VAR, Settings
 
     if device not in ("cpu", "cuda"):
@@ -118,9 +116,12 @@ def serve(
         logger.warning("serving %s without an API key (--api-key)", host)
     options = uvicorn_options(settings)
     if workers == 1:
+        from server.app import create_app
+        from server.served import load_translators
+
         translators = load_translators(settings)  # fails here, with one line, on a bad model
         uvicorn.run(create_app(settings, translators), **options)
-    else:  # each worker process loads its own copy; the parent stays small
+    else:  # each worker process loads its own copy; the parent imports neither torch nor the models
         os.environ[ENV_VAR] = settings.to_env()
         # each spawned worker re-imports this CLI (torch, fairseq) before it can answer uvicorn's health pings:
         # give it time, or the supervisor kills and restarts it forever

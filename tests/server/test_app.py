@@ -342,3 +342,50 @@ def test_a_client_that_drops_mid_body_is_counted_as_a_disconnect_not_a_500(clien
     lines = client.get("/metrics").text.splitlines()
     assert 'vqnat_http_client_disconnects_total{endpoint="/v1/translate",method="POST"} 1' in lines
     assert not any(line.startswith("vqnat_http_requests_total") and 'status="500"' in line for line in lines)
+
+
+def test_a_caller_that_disconnects_while_waiting_has_its_work_dropped(client):
+    import asyncio
+    import json
+    import threading
+
+    model = client.app.state.models["nat"]
+    release = threading.Event()
+    model._executor.submit(release.wait, 30)  # the model thread is busy: the request queues
+    body = json.dumps({"text": JOHN}).encode()
+    sent = []
+
+    async def call() -> int:
+        gone = asyncio.Event()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/translate", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                 "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+                 "http_version": "1.1"}
+        handler = asyncio.ensure_future(client.app(scope, receive, send))
+        while model._batchers.get(None) is None or not model._batchers[None].pending_cost:
+            await asyncio.sleep(0.01)  # until the sentences are queued
+        gone.set()  # the client goes away
+        await handler
+        release.set()  # the model thread is free again: the dropped batch must not run
+        while model._batchers[None].pending_cost:
+            await asyncio.sleep(0.01)
+
+    try:
+        client.portal.call(call)
+    finally:
+        release.set()
+    assert sent == []  # nothing could be sent
+    lines = client.get("/metrics").text.splitlines()
+    assert 'vqnat_http_client_disconnects_total{endpoint="/v1/translate",method="POST"} 1' in lines
+    assert not any(line.startswith('vqnat_sentences_translated_total{model="nat"}') for line in lines)  # not run

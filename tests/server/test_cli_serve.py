@@ -60,6 +60,20 @@ def test_serve_with_workers_loads_no_model_in_the_parent(tiny_checkpoints, captu
     assert settings.nat == tiny_checkpoints.nat and settings.log_level == "warning"
 
 
+def test_the_parent_of_workers_does_not_import_torch(tiny_checkpoints):
+    """The supervisor of --workers stays small: a fresh interpreter runs the CLI with uvicorn stubbed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, uvicorn; uvicorn.run = lambda *a, **k: None\n"
+            "from cli.main import app\n"
+            f"app(['serve', '--nat', {str(tiny_checkpoints.nat)!r}, '--workers', '2'], standalone_mode=False)\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_a_worker_logs_at_the_servers_level(tiny_checkpoints, monkeypatch):
     import logging
 
