@@ -6,6 +6,9 @@
 #   make bench     benchmarks (not part of the tests)
 PYTHON ?= python3.11
 VENV   ?= .venv
+# Index of the torch wheel alone (empty: pip's configured index). The CPU image sets the CPU-only wheels'
+# index, https://download.pytorch.org/whl/cpu; PyPI's torch for Linux is the CUDA build.
+TORCH_INDEX_URL ?=
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt requirements-dev.txt | sha1sum | cut -c1-12)
@@ -19,7 +22,7 @@ install: $(STAMP) $(FASHION_MNIST)
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip==24.3.1
-	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 	$(PIP) install -q -c constraints.txt numpy==2.4.6 cython==3.3.1 wheel setuptools
 	$(PIP) install -q -c constraints.txt --no-build-isolation fairseq-fixed==0.12.3.1
 	$(PIP) install -q -c constraints.txt -r requirements-dev.txt
