@@ -73,7 +73,7 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
     fails, and ``KeyboardInterrupt`` when a forwarded signal stopped it.
     """
     cmd = fairseq_command(tool, args)
-    logger.info("running: %s", " ".join(cmd))
+    logger.debug("running: %s", " ".join(cmd))  # the log file has it too
     lines: list[str] = []
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     show = echo if callable(echo) else (lambda line: echo)
