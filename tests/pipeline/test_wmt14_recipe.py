@@ -122,7 +122,6 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
     import torch
     from fairseq import options
 
-    import cli.bleu
     import cli.prepare
     import cli.translation
     from cli.main import app
@@ -145,15 +144,23 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
         calls.append(args)
         raise Reached(args, kwargs)
 
-    import vqnat.pipeline.fairseq_run
+    import importlib
 
-    monkeypatch.setattr(vqnat.pipeline.fairseq_run, "run_fairseq", reached)  # for modules that import it late
-    for target in ("run_fairseq", "distill_corpus", "evaluate_checkpoint", "run_bench"):
-        if hasattr(cli.translation, target):
-            monkeypatch.setattr(cli.translation, target, reached)
-    monkeypatch.setattr(cli.prepare, "prepare_files", reached)
-    monkeypatch.setattr(cli.bleu, "score_files", reached)
-    monkeypatch.setattr(cli.translation.Translator, "load", reached)
+    # the library functions the commands call, where they are defined (commands may import them late) and under
+    # the names a CLI module imported them
+    for module, name, *aliases in (("vqnat.pipeline.fairseq_run", "run_fairseq"),
+                                   ("vqnat.pipeline.distill", "distill", "distill_corpus"),
+                                   ("vqnat.pipeline.evaluate", "evaluate_checkpoint"),
+                                   ("vqnat.pipeline.bench", "run_bench"), ("vqnat.pipeline.bleu", "score_files"),
+                                   ("vqnat.data.prepare", "prepare_files")):
+        monkeypatch.setattr(importlib.import_module(module), name, reached)
+        for cli_module in (cli.translation, cli.prepare):
+            for alias in (name, *aliases):
+                if hasattr(cli_module, alias):
+                    monkeypatch.setattr(cli_module, alias, reached)
+    import vqnat.inference
+
+    monkeypatch.setattr(vqnat.inference.Translator, "load", reached)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device cuda on a machine without one
     runner = CliRunner()
     for stage, argv in commands:
