@@ -85,6 +85,10 @@ def train_teacher(
 
     Extra options after the known ones go to fairseq-train unchanged.
 
+    The terminal shows regular progress lines; fairseq's whole output goes to SAVE_DIR/train.log. Ctrl-C (or a
+    kill of vqnat) stops the trainer too, and the same command resumes. Of the interval checkpoints
+    (--save-interval-updates N) only the newest few are kept (--keep-interval-updates K sets how many).
+
     Example: vqnat train teacher --data work/bible --save-dir work/teacher --max-epoch 8
     """
     folder = open_prepared(data)
@@ -125,6 +129,10 @@ def train_nat(
     Train it on distilled data (`vqnat distill`) for the best BLEU. Extra options go to fairseq-train, e.g.
     `--codebook-decay 0.99 --codebook-slices 2 --length-loss-weight 0.2` (with `--length-rule ratio`:
     `--length-ratio 1.5`).
+
+    The terminal shows regular progress lines; fairseq's whole output goes to SAVE_DIR/train.log. Ctrl-C (or a
+    kill of vqnat) stops the trainer too, and the same command resumes. Of the interval checkpoints
+    (--save-interval-updates N) only the newest few are kept (--keep-interval-updates K sets how many).
 
     Example: vqnat train nat --data work/bible-distilled --save-dir work/nat-soft --bottleneck soft
     """
