@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from cli.errors import INTERRUPTED_EXIT, fail
+
 _CHECKPOINT_HELP = "A checkpoint written by `vqnat train image` (a pickle: only load checkpoints you trust)."
 
 
@@ -42,8 +44,7 @@ _PIXELS_HELP = ("How decoder distributions become pixels: mean (expected value),
 
 
 def _fail(err: Exception) -> None:
-    typer.echo(f"Error: {err}", err=True)
-    raise typer.Exit(code=1)
+    fail(err)
 
 
 def train_image(
@@ -95,7 +96,10 @@ def train_image(
         argv = image_train_argv(opts)
     except ValueError as err:
         _fail(err)
-    stats = run_fairseq_train(argv, save_dir, threads=threads)
+    try:
+        stats = run_fairseq_train(argv, save_dir, threads=threads)
+    except KeyboardInterrupt:
+        fail(f"interrupted: the same command resumes from {save_dir / 'checkpoint_last.pt'}", code=INTERRUPTED_EXIT)
     if stats.returncode != 0:
         _fail(RuntimeError(f"fairseq-train failed (exit code {stats.returncode}); see its output above"))
     typer.echo(f"trained in {stats.wall_s:.0f} s wall, {stats.cpu_s:.0f} s CPU; checkpoints in {save_dir}")
