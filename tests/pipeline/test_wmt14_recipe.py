@@ -294,5 +294,6 @@ def test_the_whole_recipe_runs_end_to_end_on_tiny_bible_data(tmp_path):
         assert report["sentences"] == 10 and report["references"] == str(corpus / "test.de")
         assert isinstance(report["tokenized_bleu"], float) and "tok:13a" in report["sacrebleu_signature"]
     assert (work / "results" / "bench.json").is_file()
-    assert len(list((work / "nat_soft").glob("checkpoint_*_*.pt"))) == 2  # updates 3 and 6: both kept
-    assert "best_full_loss" in (work / "nat_soft" / "train.log").read_text(encoding="utf-8")
+    log = (work / "nat_soft" / "train.log").read_text(encoding="utf-8")  # fairseq logs its whole config
+    assert "'keep_interval_updates': 5" in log and "'best_checkpoint_metric': 'full_loss'" in log
+    assert "best_full_loss" in log
