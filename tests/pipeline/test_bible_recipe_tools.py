@@ -126,7 +126,7 @@ def test_widened_model_decodes_exactly_as_before(tiny_checkpoints, widened):
 
     from vqnat.inference import Translator
 
-    old, new = (Translator.load(path).model.eval() for path in (tiny_checkpoints.nat, widened))
+    old, new = (Translator.load(path, trust_checkpoint=True).model.eval() for path in (tiny_checkpoints.nat, widened))
     assert (old.cfg.codebook_slices, new.cfg.codebook_slices) == (1, 2)
     assert new.bottleneck.codebook.embedding.shape == (2, 64, 16)
     test = data_utils.load_indexed_dataset(str(tiny_checkpoints.data_bin / "test.en-de.en"), None)
@@ -144,7 +144,8 @@ def test_widened_model_decodes_exactly_as_before(tiny_checkpoints, widened):
 def test_widened_codebook_quantizes_at_least_as_closely(tiny_checkpoints, widened):
     from vqnat.inference import Translator
 
-    old, new = (Translator.load(path).model.eval().bottleneck for path in (tiny_checkpoints.nat, widened))
+    old, new = (Translator.load(path, trust_checkpoint=True).model.eval().bottleneck
+                for path in (tiny_checkpoints.nat, widened))
     z = torch.randn(500, 32)
     for code in range(64):  # the tuple (k, k) looks up exactly the old code k
         torch.testing.assert_close(new.codebook.lookup(torch.tensor([[code, code]])).reshape(32),
@@ -211,7 +212,8 @@ def test_latent_ablation_oracle_decodes_each_sentence_from_its_own_target(tiny_c
     ablation = load_script("latent_ablation")
     translator = Translator.load(tiny_checkpoints.nat, data_dir=tiny_checkpoints.data_bin)
     assert ablation.has_autoencoder(translator.model)
-    assert not ablation.has_autoencoder(Translator.load(inference_export, data_dir=tiny_checkpoints.data_bin).model)
+    assert not ablation.has_autoencoder(Translator.load(inference_export, data_dir=tiny_checkpoints.data_bin,
+                                                        trust_checkpoint=True).model)
     pairs = genesis_pairs(6)[1:6]  # different lengths: the batch is padded on both sides
     sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
     together = ablation.decode_with_target_codes(translator, sources, targets, batch_size=5)

@@ -132,5 +132,5 @@ def test_wrong_checkpoint_kind_is_rejected(pipeline, tmp_path):
     state = torch.load(nat, weights_only=False)
     state["cfg"]["task"]["_name"] = "vqnat_image"
     torch.save(state, fake)
-    result = runner.invoke(app, ["translate", "--model", str(fake)], input="hello\n")
+    result = runner.invoke(app, ["translate", "--model", str(fake), "--trust-checkpoint"], input="hello\n")
     assert result.exit_code == 1 and "not a translation model" in result.output
