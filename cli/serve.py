@@ -86,7 +86,11 @@ def serve(
 ) -> None:
     """Serve translations over HTTP: POST /v1/translate, GET /v1/models, /health, /ready, /metrics.
 
-    Models load once at start-up, in each worker process.
+    Models load once at start-up, in each worker process. Without --nat/--teacher the shipped bundles are served.
+
+    Example: vqnat serve --port 8000
+
+    Example: vqnat serve --nat work/nat-soft/checkpoint_best.pt --teacher models/bible-en-de-teacher --api-key KEY
     """
     import uvicorn
 
