@@ -70,7 +70,7 @@ def _common(data_bin: Path, save_dir: Path, budget: TrainBudget, cpu: bool) -> l
     if budget.max_update:
         args += ["--max-update", str(budget.max_update)]
     if budget.save_interval_updates:
-        args += ["--save-interval-updates", str(budget.save_interval_updates), "--keep-interval-updates", "1"]
+        args += ["--save-interval-updates", str(budget.save_interval_updates)]
     if cpu:
         args.append("--cpu")
     return args
