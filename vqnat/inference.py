@@ -348,19 +348,15 @@ def _fastpath(enabled: bool) -> Iterator[None]:
 
 def find_tokenizer_model(data: Path) -> Path | None:
     """The sentencepiece model of ``data`` (a bundle, a prepared folder or its data-bin), if there is one."""
-    from vqnat.data.tokenizer import SPM_MODEL, SentencePieceTokenizer
-
-    for folder in (data, data.parent):
-        if (folder / SPM_MODEL).is_file() or (folder / "prepare.json").is_file():
-            return SentencePieceTokenizer.from_prepared(folder).model_path
-    return None
+    tokenizer = _find_tokenizer(data)
+    return getattr(tokenizer, "model_path", None)
 
 
 def _find_tokenizer(data: Path) -> TextTokenizer:
-    from vqnat.data.tokenizer import SentencePieceTokenizer
+    from vqnat.data.tokenizer import MANIFEST, SPM_MODEL, SentencePieceTokenizer
 
-    model = find_tokenizer_model(data)
-    if model is not None:
-        return SentencePieceTokenizer(model)
+    for folder in (data, data.parent):
+        if (folder / SPM_MODEL).is_file() or (folder / MANIFEST).is_file():
+            return SentencePieceTokenizer.from_prepared(folder)
     logger.info("no sentencepiece model next to %s: using whitespace tokens", data)
     return WhitespaceTokenizer()

@@ -17,7 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from vqnat.checkpoint import bundle_to_checkpoint, check_trusted, is_bundle
+from vqnat.checkpoint import bundle_to_checkpoint, check_trusted, is_bundle, read_bundle_config
 from vqnat.inference import DecodingOptions
 from vqnat.pipeline.evaluate import evaluate_checkpoint
 from vqnat.pipeline.fairseq_run import run_fairseq
@@ -98,6 +98,8 @@ def distill(teacher: str | Path, prepared: str | Path, out_dir: str | Path, beam
     """
     teacher, folder, out = Path(teacher), open_prepared(prepared), Path(out_dir)
     if is_bundle(teacher):
+        if read_bundle_config(teacher)["kind"] != "teacher":
+            raise ValueError(f"{teacher} is a NAT bundle, not an autoregressive teacher: distill with a teacher")
         for lang in (folder.src_lang, folder.tgt_lang):
             theirs, ours = teacher / f"dict.{lang}.txt", folder.data_bin / f"dict.{lang}.txt"
             if not theirs.is_file() or theirs.read_bytes() != ours.read_bytes():
