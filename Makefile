@@ -46,11 +46,11 @@ demo: install
 	$(VENV)/bin/vqnat demo
 
 test: install
-	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes docker
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes
+	$(VENV)/bin/ruff check vqnat cli server tests benchmarks recipes docker
 
 bench: install
 	$(PY) benchmarks/bench_quantizer.py

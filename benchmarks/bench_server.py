@@ -55,7 +55,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         batch = (["--max-batch-sentences", str(args.max_batch_sentences), "--max-wait-ms", str(args.max_wait_ms)]
                  if batching else ["--max-batch-sentences", "1", "--max-wait-ms", "0"])
-        self.cmd = [sys.executable, "-c", "from cli.main import main; main()", "serve", "--host", "127.0.0.1",
+        self.cmd = [sys.executable, "-c", "from vqnat_cli.main import main; main()", "serve", "--host", "127.0.0.1",
                     "--port", str(self.port), "--log-level", "warning", "--teacher-beam", str(args.teacher_beam),
                     # the plan's queue must fit: admission limits are not what this measures
                     "--max-queued-cost", str(10**12), "--request-timeout", "600", *batch]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
-from cli.errors import friendly_errors
+from vqnat_cli.errors import friendly_errors
 
 
 @friendly_errors

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import typer
-
-from cli.errors import friendly_errors
+from vqnat_cli.errors import friendly_errors
 
 
 @friendly_errors

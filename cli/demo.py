@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
-from cli.errors import friendly_errors
-from cli.options import model_option
+from vqnat_cli.errors import friendly_errors
+from vqnat_cli.options import model_option
 
 
 @friendly_errors

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-
-from cli import bleu, image, translation
-from cli.settings import TYPER_SETTINGS
+from vqnat_cli import bleu, image, translation
+from vqnat_cli.settings import TYPER_SETTINGS
 
 evaluate_app = typer.Typer(
     help="Evaluate a trained model on a data split.",

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-
-from cli.errors import friendly_errors
-from cli.options import TRUST_CHECKPOINT
+from vqnat_cli.errors import friendly_errors
+from vqnat_cli.options import TRUST_CHECKPOINT
 
 
 @friendly_errors

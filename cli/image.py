@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
-
-from cli.errors import INTERRUPTED_EXIT, fail
+from vqnat_cli.errors import INTERRUPTED_EXIT, fail
 
 _CHECKPOINT_HELP = "A checkpoint written by `vqnat train image` (a pickle: only load checkpoints you trust)."
 

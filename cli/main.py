@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 
 import typer
+from vqnat_cli import average, demo, export, image, prepare, serve, translation
+from vqnat_cli.evaluate import evaluate_app
+from vqnat_cli.settings import TYPER_SETTINGS, keep_examples_as_written
+from vqnat_cli.train import train_app
 
 import vqnat
-from cli import average, demo, export, image, prepare, serve, translation
-from cli.evaluate import evaluate_app
-from cli.settings import TYPER_SETTINGS, keep_examples_as_written
-from cli.train import train_app
 
 app = typer.Typer(
     name="vqnat",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from vqnat_cli.settings import TYPER_SETTINGS
 
-from cli.settings import TYPER_SETTINGS
 from vqnat.data.prepare import MAX_PIECES, PreparedData, prepare_bible, prepare_files
 
 app = typer.Typer(

@@ -1,6 +1,6 @@
 """``vqnat serve``: the FastAPI translation service under uvicorn (see server/ and README "Serving").
 
-Every option's default is the server settings' default (:class:`server.settings.Settings`).
+Every option's default is the server settings' default (:class:`vqnat_server.settings.Settings`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 
 import typer
-
-from cli.errors import friendly_errors
-from server.settings import default
+from vqnat_cli.errors import friendly_errors
+from vqnat_server.settings import default
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +92,8 @@ def serve(
     Example: vqnat serve --nat work/nat-soft/checkpoint_best.pt --teacher models/bible-en-de-teacher --api-key KEY
     """
     import uvicorn
-
-    from server.connection import uvicorn_options
-    from server.settings import ENV_VAR, Settings
+    from vqnat_server.connection import uvicorn_options
+    from vqnat_server.settings import ENV_VAR, Settings
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {device!r}")
@@ -120,8 +118,8 @@ def serve(
         logger.warning("serving %s without an API key (--api-key)", host)
     options = uvicorn_options(settings)
     if workers == 1:
-        from server.app import create_app
-        from server.served import load_translators
+        from vqnat_server.app import create_app
+        from vqnat_server.served import load_translators
 
         translators = load_translators(settings)  # fails here, with one line, on a bad model
         uvicorn.run(create_app(settings, translators), **options)
@@ -129,8 +127,8 @@ def serve(
         os.environ[ENV_VAR] = settings.to_env()
         # each spawned worker re-imports this CLI (torch, fairseq) before it can answer uvicorn's health pings:
         # give it time, or the supervisor kills and restarts it forever
-        uvicorn.run("server.app:create_app_from_env", factory=True, workers=workers, timeout_worker_healthcheck=120,
-                    **options)
+        uvicorn.run("vqnat_server.app:create_app_from_env", factory=True, workers=workers,
+                    timeout_worker_healthcheck=120, **options)
 
 
 def _default_models() -> tuple[Path | None, Path | None]:

@@ -1,7 +1,7 @@
 """Settings shared by every Typer app of the CLI.
 
 Help and usage errors are plain click text: no boxes, flags without a ``<bool>`` type, and usage errors that begin
-with ``Error:`` like the commands' own (see :mod:`cli.errors`). Uncaught exceptions are not drawn by rich either
+with ``Error:`` like the commands' own (see :mod:`vqnat_cli.errors`). Uncaught exceptions are not drawn by rich either
 (commands turn them into one line).
 """
 

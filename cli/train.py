@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-
-from cli import image, translation
-from cli.settings import TYPER_SETTINGS
+from vqnat_cli import image, translation
+from vqnat_cli.settings import TYPER_SETTINGS
 
 train_app = typer.Typer(
     help="Train a model (wraps fairseq-train with vqnat's plugins registered).",

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-
-from cli.errors import INTERRUPTED_EXIT, fail
+from vqnat_cli.errors import INTERRUPTED_EXIT, fail
 
 _SHOWN = re.compile(r"\| (?:train_inner|train|valid|WARNING|ERROR) \||Saved checkpoint|Loaded checkpoint|"
                     r"done training|Stopping training|early stop")

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from vqnat_cli.errors import friendly_errors
+from vqnat_cli.lines import ResumableOutput, one_line, run_key, split_lines
+from vqnat_cli.options import TRUST_CHECKPOINT, model_option
+from vqnat_cli.training import run_training
 
-from cli.errors import friendly_errors
-from cli.lines import ResumableOutput, one_line, run_key, split_lines
-from cli.options import TRUST_CHECKPOINT, model_option
-from cli.training import run_training
 from vqnat.checkpoint import default_model, mark_own_save_dir, training_init
 from vqnat.data.bible import held_out_text
 from vqnat.pipeline.prepared import open_prepared

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_PORT = 8000  # `vqnat serve`'s default (server.settings.Settings.port), checked by tests/server/test_docker.py
+DEFAULT_PORT = 8000  # `vqnat serve`'s default (vqnat_server.settings.Settings.port), see tests/server/test_docker.py
 
 
 def port_from_argv(argv: Sequence[str], default: int = DEFAULT_PORT) -> int:

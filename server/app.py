@@ -1,7 +1,7 @@
 """The FastAPI translation service: ``create_app(settings)``. A thin layer over ``vqnat.inference.Translator``.
 
 Models load once, in the lifespan, onto ``app.state.models``; requests go through a dynamic batcher per model
-(:mod:`server.batching`), so the event loop never runs a model. Every error is a JSON body
+(:mod:`vqnat_server.batching`), so the event loop never runs a model. Every error is a JSON body
 ``{"error": code, "message": text}`` with a 4xx status (a 5xx only for a real server fault).
 
 Checkpoints are Python pickles: serve only checkpoints you trust.
@@ -23,13 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-import vqnat
-from server import metrics as metrics_module
-from server.batching import BatcherClosed
-from server.metrics import Metrics
-from server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, CancelOnDisconnect, MetricsMiddleware
-from server.schemas import (
+from vqnat_server import metrics as metrics_module
+from vqnat_server.batching import BatcherClosed
+from vqnat_server.metrics import Metrics
+from vqnat_server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, CancelOnDisconnect, MetricsMiddleware
+from vqnat_server.schemas import (
     BatchingInfo,
     ErrorResponse,
     LimitsInfo,
@@ -39,8 +37,10 @@ from server.schemas import (
     TranslateRequest,
     TranslateResponse,
 )
-from server.served import Overloaded, RequestTooCostly, ServedModel, load_translators
-from server.settings import API_KEY_HEADER, Settings
+from vqnat_server.served import Overloaded, RequestTooCostly, ServedModel, load_translators
+from vqnat_server.settings import API_KEY_HEADER, Settings
+
+import vqnat
 from vqnat.inference import Translator
 
 logger = logging.getLogger(__name__)

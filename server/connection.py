@@ -15,8 +15,7 @@ import functools
 import logging
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from server.settings import Settings
+from vqnat_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 

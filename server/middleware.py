@@ -12,8 +12,7 @@ from collections.abc import Callable, Collection
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from server.metrics import Metrics
+from vqnat_server.metrics import Metrics
 
 ErrorFactory = Callable[..., JSONResponse]  # (status, code, message, headers=...) -> response
 # A refused request's unread body is read and dropped, up to this many bytes, before the error is sent: closing a
@@ -169,7 +168,7 @@ class BodyLimitMiddleware:
 
 class CancelOnDisconnect:
     """Cancels a request's handler when its client goes away before the response: the work it queued is dropped
-    and a model batch that only it still waited on stops (see :mod:`server.batching`)."""
+    and a model batch that only it still waited on stops (see :mod:`vqnat_server.batching`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

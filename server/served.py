@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
+from vqnat_server.batching import BatchAborted, BatcherClosed, MicroBatcher
+from vqnat_server.metrics import Metrics
+from vqnat_server.settings import Settings
 
-from server.batching import BatchAborted, BatcherClosed, MicroBatcher
-from server.metrics import Metrics
-from server.settings import Settings
 from vqnat.inference import Translator
 
 logger = logging.getLogger(__name__)

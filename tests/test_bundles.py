@@ -102,7 +102,7 @@ class _Payload:
 
 
 def test_a_pickle_with_a_payload_is_refused_and_its_payload_never_runs(tmp_path):
-    from cli.main import app
+    from vqnat_cli.main import app
 
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "downloaded" / "model.pt"
@@ -133,7 +133,7 @@ def test_only_checkpoints_in_their_own_marked_folder_are_trusted(tiny_checkpoint
 
 
 def test_translate_without_model_uses_the_default_bundle(tiny_checkpoints, tmp_path, monkeypatch):
-    from cli.main import app
+    from vqnat_cli.main import app
 
     export_bundle(tiny_checkpoints.nat, tmp_path / "models" / "bible-en-de-nat")
     monkeypatch.setenv("VQNAT_MODELS", str(tmp_path / "models"))
@@ -163,7 +163,7 @@ def test_the_shipped_models_translate_into_german():
 
 
 def test_demo_translates_scores_and_times_the_given_bundles(tiny_checkpoints, tmp_path, monkeypatch):
-    from cli.main import app
+    from vqnat_cli.main import app
 
     monkeypatch.chdir(tmp_path)  # the plot goes to work/demo/bench.png
     nat = export_bundle(tiny_checkpoints.nat, tmp_path / "nat")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-
-from cli.main import app
+from vqnat_cli.main import app
 
 runner = CliRunner()
 
@@ -77,7 +76,7 @@ def test_help_starts_without_torch_and_reads_plainly():
     """`vqnat --help` imports neither torch nor fairseq; flags show no type, file options say FILE."""
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print('heavy:', sorted({'torch', 'fairseq'} & set(sys.modules))))\n"
-            "from cli.main import main\n"
+            "from vqnat_cli.main import main\n"
             "sys.argv = ['vqnat', 'translate', '--help']\n"
             "main()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.pipeline.presets import KEEP_INTERVAL_UPDATES
 
 runner = CliRunner()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.inference import Translator
 
 runner = CliRunner()

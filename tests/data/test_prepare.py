@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.data import bible
 from vqnat.data.prepare import load_manifest, prepare_files
 from vqnat.data.tokenizer import SentencePieceTokenizer

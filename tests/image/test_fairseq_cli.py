@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.data.images import resolve_data_dir
 from vqnat.image_training import PLUGIN_DIR
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vqnat_cli.image import interleave_rows
 
-from cli.image import interleave_rows
 from vqnat.data.image_grid import make_grid, read_png, save_png
 
 

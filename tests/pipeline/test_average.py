@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.pipeline.average import average_checkpoints, last_checkpoints, numbered_checkpoints
 
 

@@ -8,8 +8,8 @@ import math
 
 import pytest
 from typer.testing import CliRunner
+from vqnat_cli.main import app
 
-from cli.main import app
 from vqnat.pipeline.bleu import multi_bleu, split_compounds, t2t_tokenize, tokenized_bleu
 
 HYP = "Der Hund-Halter schläft heute sehr lange."

@@ -7,8 +7,7 @@ import json
 
 import pytest
 from typer.testing import CliRunner
-
-from cli.main import app
+from vqnat_cli.main import app
 
 runner = CliRunner()
 FEW = ["--max-update", "4", "--max-tokens", "2048", "--warmup", "10"]

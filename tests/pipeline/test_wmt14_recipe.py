@@ -120,11 +120,10 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
     """The real Typer app parses each printed command up to the library call (stubbed: nothing trains); the
     fairseq-train arguments of the trainings, pass-through options included, go through fairseq's own parser."""
     import torch
+    import vqnat_cli.prepare
+    import vqnat_cli.translation
     from fairseq import options
-
-    import cli.prepare
-    import cli.translation
-    from cli.main import app
+    from vqnat_cli.main import app
 
     work = tmp_path / "work"
     commands = dry_run(corpus, work, "--gpus", "2")
@@ -154,7 +153,7 @@ def test_every_printed_command_is_accepted_by_the_real_cli(corpus, tmp_path, mon
                                    ("vqnat.pipeline.bench", "run_bench"), ("vqnat.pipeline.bleu", "score_files"),
                                    ("vqnat.data.prepare", "prepare_files")):
         monkeypatch.setattr(importlib.import_module(module), name, reached)
-        for cli_module in (cli.translation, cli.prepare):
+        for cli_module in (vqnat_cli.translation, vqnat_cli.prepare):
             for alias in (name, *aliases):
                 if hasattr(cli_module, alias):
                     monkeypatch.setattr(cli_module, alias, reached)

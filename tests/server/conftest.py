@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from server.settings import Settings
+from vqnat_server.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +18,7 @@ def base_settings(tiny_checkpoints) -> Settings:
 @pytest.fixture(scope="session")
 def translators(base_settings):
     """name -> loaded Translator, shared by every app of the session (loading is the slow part)."""
-    from server.served import load_translators
+    from vqnat_server.served import load_translators
 
     return load_translators(base_settings)
 
@@ -28,8 +27,7 @@ def translators(base_settings):
 def make_client(base_settings, translators):
     """``make_client(**setting_overrides)`` -> a started TestClient (lifespan ran); closed after the test."""
     from fastapi.testclient import TestClient
-
-    from server.app import create_app
+    from vqnat_server.app import create_app
 
     clients = []
 

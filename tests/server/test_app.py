@@ -80,8 +80,7 @@ def test_health_and_ready(client):
 
 def test_not_ready_before_the_models_are_loaded(base_settings, translators):
     from fastapi.testclient import TestClient
-
-    from server.app import create_app
+    from vqnat_server.app import create_app
 
     client = TestClient(create_app(base_settings, translators))  # not entered: the lifespan has not run
     assert client.get("/health").status_code == 200
@@ -263,8 +262,7 @@ def test_gil_switch_interval_is_set_while_serving_and_restored(base_settings, tr
     import sys
 
     from fastapi.testclient import TestClient
-
-    from server.app import create_app
+    from vqnat_server.app import create_app
 
     before = sys.getswitchinterval()
     settings = dataclasses.replace(base_settings, gil_switch_interval_ms=0.5)
@@ -299,8 +297,8 @@ def test_work_over_the_queue_limit_gets_429_until_the_queue_drains(base_settings
     import dataclasses
     import threading
 
-    from server.metrics import Metrics
-    from server.served import Overloaded, ServedModel
+    from vqnat_server.metrics import Metrics
+    from vqnat_server.served import Overloaded, ServedModel
 
     settings = dataclasses.replace(base_settings, max_request_cost=200, max_queued_cost=200)
 

@@ -8,8 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from server.batching import BatchAborted, BatcherClosed, MicroBatcher
+from vqnat_server.batching import BatchAborted, BatcherClosed, MicroBatcher
 
 
 class RecordingModel:

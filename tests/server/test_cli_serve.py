@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from typer.testing import CliRunner
-
-from cli.main import app
+from vqnat_cli.main import app
 
 
 @pytest.fixture
@@ -30,8 +29,8 @@ def test_serve_builds_the_app_and_starts_uvicorn_on_loopback(tiny_checkpoints, c
 
 
 def test_connection_limits_reach_uvicorn_with_safe_defaults(tiny_checkpoints, captured_uvicorn):
-    from server.connection import HeaderTimeoutProtocol
-    from server.settings import Settings
+    from vqnat_server.connection import HeaderTimeoutProtocol
+    from vqnat_server.settings import Settings
 
     result = CliRunner().invoke(app, ["serve", "--nat", str(tiny_checkpoints.nat), "--trust-checkpoint",
                                       "--header-timeout", "3", "--max-connections", "50", "--shutdown-timeout", "4"])
@@ -46,16 +45,16 @@ def test_connection_limits_reach_uvicorn_with_safe_defaults(tiny_checkpoints, ca
 
 
 def test_serve_with_workers_loads_no_model_in_the_parent(tiny_checkpoints, captured_uvicorn, monkeypatch):
-    import server.served
-    from server.settings import ENV_VAR, Settings
+    import vqnat_server.served
+    from vqnat_server.settings import ENV_VAR, Settings
 
     monkeypatch.setenv(ENV_VAR, "")  # restored (removed) after the test; the CLI overwrites it
-    monkeypatch.setattr(server.served, "load_translators", lambda settings: pytest.fail("loaded in the parent"))
+    monkeypatch.setattr(vqnat_server.served, "load_translators", lambda settings: pytest.fail("loaded in the parent"))
     result = CliRunner().invoke(app, ["serve", "--nat", str(tiny_checkpoints.nat), "--workers", "2",
                                       "--log-level", "warning"])
     assert result.exit_code == 0, result.output
     (target, kwargs), = captured_uvicorn
-    assert target == "server.app:create_app_from_env" and kwargs["factory"] and kwargs["workers"] == 2
+    assert target == "vqnat_server.app:create_app_from_env" and kwargs["factory"] and kwargs["workers"] == 2
     settings = Settings.from_env()
     assert settings.nat == tiny_checkpoints.nat and settings.log_level == "warning"
 
@@ -66,7 +65,7 @@ def test_the_parent_of_workers_does_not_import_torch(tiny_checkpoints):
     import sys
 
     code = ("import sys, uvicorn; uvicorn.run = lambda *a, **k: None\n"
-            "from cli.main import app\n"
+            "from vqnat_cli.main import app\n"
             f"app(['serve', '--nat', {str(tiny_checkpoints.nat)!r}, '--workers', '2'], standalone_mode=False)\n"
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -77,8 +76,8 @@ def test_the_parent_of_workers_does_not_import_torch(tiny_checkpoints):
 def test_a_worker_logs_at_the_servers_level(tiny_checkpoints, monkeypatch):
     import logging
 
-    from server.app import create_app_from_env
-    from server.settings import ENV_VAR, Settings
+    from vqnat_server.app import create_app_from_env
+    from vqnat_server.settings import ENV_VAR, Settings
 
     monkeypatch.setenv(ENV_VAR, Settings(nat=tiny_checkpoints.nat, log_level="info").to_env())
     root = logging.getLogger()
@@ -93,13 +92,12 @@ def test_a_worker_logs_at_the_servers_level(tiny_checkpoints, monkeypatch):
 
 
 def test_without_models_the_default_bundles_are_served(tmp_path, captured_uvicorn, monkeypatch):
-    import server.served
-
+    import vqnat_server.served
     bundles = {"nat": tmp_path / "nat", "teacher": tmp_path / "teacher"}
     for path in bundles.values():
         path.mkdir()
     monkeypatch.setattr("vqnat.checkpoint.default_model", lambda role: bundles[role])
-    monkeypatch.setattr(server.served, "load_translators", lambda settings: {})
+    monkeypatch.setattr(vqnat_server.served, "load_translators", lambda settings: {})
     result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     (target, kwargs), = captured_uvicorn

@@ -28,8 +28,7 @@ import prune_venv  # noqa: E402  (docker/prune_venv.py)
 
 def serve_options() -> set[str]:
     import typer
-
-    from cli.main import app
+    from vqnat_cli.main import app
 
     command = typer.main.get_command(app).commands["serve"]
     return {opt for param in command.params for opt in param.opts}
@@ -103,12 +102,12 @@ def test_the_serving_stage_holds_no_build_or_test_stack(dockerfile):
 def test_images_serve_the_default_bundles_with_real_options(dockerfile):
     text = dockerfile.read_text()
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["vqnat"] == "cli.main:main"
+    assert scripts["vqnat"] == "vqnat_cli.main:main"
     assert instruction(text, "ENTRYPOINT") == ["vqnat", "serve"]
     cmd = instruction(text, "CMD")
     assert set(flags(cmd)) <= serve_options()
     assert not {"--nat", "--teacher", "--data-dir"} & set(cmd)  # the default bundles, no training paths
-    from server.settings import Settings
+    from vqnat_server.settings import Settings
 
     # the settings' own check: a non-loopback --host needs --allow-remote (ValueError otherwise)
     Settings(nat=Path("models/nat"), host=cmd[cmd.index("--host") + 1], allow_remote="--allow-remote" in cmd,
@@ -122,7 +121,7 @@ def test_images_serve_the_default_bundles_with_real_options(dockerfile):
 
 
 def test_healthcheck_asks_the_port_the_service_was_started_with(tmp_path):
-    from server.settings import default
+    from vqnat_server.settings import default
 
     assert healthcheck.DEFAULT_PORT == default("port")
     assert healthcheck.port_from_argv(start_command(DOCKERFILES[0])) == 8000
@@ -134,7 +133,7 @@ def test_healthcheck_asks_the_port_the_service_was_started_with(tmp_path):
 
 
 def test_compose_services_each_get_their_own_loopback_port_and_stop_cleanly():
-    from server.settings import Settings, default
+    from vqnat_server.settings import Settings, default
 
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     assert set(compose["services"]) == {"vqnat", "vqnat-cuda"}
@@ -157,8 +156,9 @@ def test_compose_services_each_get_their_own_loopback_port_and_stop_cleanly():
     assert len(set(host_ports)) == len(host_ports), host_ports  # both profiles can run side by side
 
 
-# `vqnat` is the console script of cli.main:main (checked above); this runs it with the modules of the distributions
-# that docker/prune_venv.py uninstalls made unimportable, so optional imports fail as they would in the image.
+# `vqnat` is the console script of vqnat_cli.main:main (checked above); this runs it with the modules of the
+# distributions that docker/prune_venv.py uninstalls made unimportable, so optional imports fail as they would in
+# the image.
 PRUNED_VQNAT = """
 import json, os, sys
 from importlib.abc import MetaPathFinder
@@ -173,7 +173,7 @@ class Pruned(MetaPathFinder):
 
 sys.meta_path.insert(0, Pruned())
 sys.argv[0] = "vqnat"
-from cli.main import main
+from vqnat_cli.main import main
 main()
 """
 

@@ -19,8 +19,7 @@ OPERATIONS = [("POST", "/v1/translate", 80), ("GET", "/v1/models", 5), ("GET", "
 @pytest.fixture(scope="module")
 def api_schema(base_settings, translators):
     from schemathesis.python import asgi
-
-    from server.app import create_app
+    from vqnat_server.app import create_app
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(base_settings, translators))
     yield schema

@@ -20,9 +20,8 @@ READ_TIMEOUT_S = 30.0  # a bound on a test that would otherwise hang; not a meas
 def hostile_server(base_settings, translators):
     """``start(**setting_overrides)`` -> (host, port) of uvicorn serving the app as ``vqnat serve`` would."""
     import uvicorn
-
-    from server.app import create_app
-    from server.connection import uvicorn_options
+    from vqnat_server.app import create_app
+    from vqnat_server.connection import uvicorn_options
 
     started = []
 

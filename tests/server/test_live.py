@@ -38,8 +38,7 @@ def free_socket() -> socket.socket:
 def live_server(base_settings, translators):
     """uvicorn serving create_app(...) in a thread, on a socket bound to a free loopback port; its base URL."""
     import uvicorn
-
-    from server.app import create_app
+    from vqnat_server.app import create_app
 
     settings = dataclasses.replace(base_settings, max_wait_ms=20.0, max_batch_sentences=32)
     sock = free_socket()
@@ -104,7 +103,7 @@ def test_shutdown_while_requests_are_in_flight(tiny_checkpoints, john):
     port = sock.getsockname()[1]
     sock.close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-c", "from cli.main import main; main()", "serve", "--nat", str(tiny_checkpoints.nat),
+    cmd = [sys.executable, "-c", "from vqnat_cli.main import main; main()", "serve", "--nat", str(tiny_checkpoints.nat),
            "--teacher", str(tiny_checkpoints.teacher), "--port", str(port), "--max-wait-ms", "5",
            "--request-timeout", "20", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
