@@ -2,7 +2,7 @@
 
     python benchmarks/bench_quantizer.py [--vectors 4096 --dim 256 --codebook 4096 --repeats 10]
 
-Prints a table with ratios to vqnat hard EM and writes results/bench_quantizer.json. Goals (issue 2): hard EM
+Prints a table with ratios to vqnat hard EM and writes results/bench_quantizer.json. Goals: hard EM
 no slower than the peer (ratio <= 1.0); soft EM with m = 10 at most 1.3x hard EM.
 """
 

@@ -8,6 +8,8 @@ not import the tests; nothing imports the folder names ``cli`` or ``server`` as 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -60,3 +62,24 @@ def test_nothing_imports_the_folder_names(path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_only_tests_import_tests(path):
     assert "tests" not in imported_top_names(path)
+
+
+OUTSIDE_DOCUMENTS = re.compile(r"\bshared/|\b(STACK|BASELINES|DATA|STYLE)\.md\b|\bissues? #?\d+", re.IGNORECASE)
+DOC_SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".sh", ".cfg"}
+
+
+def repo_text_files() -> list[Path]:
+    """Tracked code and docs (results/ holds measurements, not prose that cites)."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    paths = [ROOT / line for line in listed.splitlines() if not line.startswith(("results/", "models/"))]
+    return [p for p in paths if p.is_file() and (p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "Dockerfile"})]
+
+
+def test_code_and_docs_cite_nothing_outside_the_repo():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    hits = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+            for path in repo_text_files() if path.name != Path(__file__).name
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+            if OUTSIDE_DOCUMENTS.search(line)]
+    assert not hits, "\n".join(hits)
