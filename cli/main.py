@@ -18,7 +18,7 @@ import vqnat
 app = typer.Typer(
     name="vqnat",
     help="Non-autoregressive translation with EM-trained vector-quantized latents: "
-    "distill, train, translate, serve, benchmark.",
+    "distill, train, translate, serve, benchmark; and an image VQ-VAE.",
     **TYPER_SETTINGS,
     add_completion=False,
 )
@@ -26,13 +26,12 @@ app.command(name="demo")(demo.demo)
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(image.app, name="image")
 app.command(name="distill")(translation.distill)
 app.command(name="translate")(translation.translate)
 app.command(name="bench")(translation.bench)
 app.command(name="average")(average.average)
 app.command(name="export")(export.export)
-app.command(name="sample")(image.sample)
-app.command(name="reconstruct")(image.reconstruct)
 app.command(name="serve")(serve.serve)
 keep_examples_as_written(app)
 

@@ -16,6 +16,8 @@ TYPER_SETTINGS: dict[str, object] = {
     "rich_markup_mode": None,
     "pretty_exceptions_enable": False,
 }
+# The context of a command whose unknown options go on to a fairseq tool (read them from ``ctx.args``).
+PASSTHROUGH: dict[str, bool] = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def keep_examples_as_written(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from vqnat_cli.errors import friendly_errors
 from vqnat_cli.lines import ResumableOutput, one_line, run_key, split_lines
-from vqnat_cli.options import TRUST_CHECKPOINT, model_option
+from vqnat_cli.options import DEVICE, SAVE_DIR, TRUST_CHECKPOINT, check_device, model_option
 from vqnat_cli.training import run_training
 
 from vqnat.checkpoint import default_model, mark_own_save_dir, training_init
@@ -27,12 +27,8 @@ if TYPE_CHECKING:
 
 # torch, fairseq and the models load inside the commands that use them: `vqnat --help` starts in a fraction of a
 # second.
-PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 DATA = typer.Option(..., "--data", "-d", help="Folder written by `vqnat prepare` (or `vqnat distill`).")
-SAVE_DIR = typer.Option(..., "--save-dir", "-s", help="Where checkpoints go; an existing checkpoint_last.pt is "
-                                                      "resumed, so an interrupted run loses nothing.")
-DEVICE = typer.Option("cpu", help="cpu or cuda.")
 INIT = typer.Option(None, help="Start from this model's weights (a trainable bundle or a checkpoint; fresh optimizer). "
                                "The architecture options must match it. Ignored when --save-dir already holds "
                                "checkpoint_last.pt, which is resumed.")
@@ -51,17 +47,6 @@ THREADS = typer.Option(None, min=1, help="torch threads (default: torch's own, o
 def _budget(max_epoch: int, max_update: int, max_tokens: int, lr: float, warmup: int, seed: int) -> TrainBudget:
     return TrainBudget(max_epoch=max_epoch, max_update=max_update, max_tokens=max_tokens, lr=lr,
                        warmup_updates=warmup, seed=seed)
-
-
-def _check_device(device: str) -> bool:
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda but torch sees no GPU: use --device cpu")
-    return device == "cpu"
 
 
 @friendly_errors
@@ -93,7 +78,7 @@ def train_teacher(
     """
     folder = open_prepared(data)
     args = teacher_train_args(folder.data_bin, save_dir, size, _budget(max_epoch, max_update, max_tokens, lr,
-                                                                       warmup, seed), cpu=_check_device(device))
+                                                                       warmup, seed), cpu=check_device(device))
     mark_own_save_dir(save_dir)  # its checkpoints load without --trust-checkpoint
     if init is not None:
         args += ["--finetune-from-model", str(training_init(init, save_dir, trust=trust_checkpoint))]
@@ -142,7 +127,7 @@ def train_nat(
         extra += ["--codebook-size", str(codebook_size)]
     args = nat_train_args(folder.data_bin, save_dir, arch, bottleneck,
                           _budget(max_epoch, max_update, max_tokens, lr, warmup, seed), extra=extra,
-                          cpu=_check_device(device), length_rule=length_rule)
+                          cpu=check_device(device), length_rule=length_rule)
     mark_own_save_dir(save_dir)  # its checkpoints load without --trust-checkpoint
     if init is not None:
         args += ["--finetune-from-model", str(training_init(init, save_dir, trust=trust_checkpoint))]
@@ -169,7 +154,7 @@ def distill(
     from vqnat.pipeline.distill import distill as distill_corpus
 
     report = distill_corpus(teacher or default_model("teacher"), data, out, beam=beam, max_tokens=max_tokens,
-                            cpu=_check_device(device), trust_checkpoint=trust_checkpoint,
+                            cpu=check_device(device), trust_checkpoint=trust_checkpoint,
                             force=force)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
@@ -212,7 +197,7 @@ def translate(
     """
     from vqnat.inference import DecodingOptions, Translator
 
-    _check_device(device)
+    check_device(device)
     _set_threads(threads)
     model = model or default_model("nat")
     data = _read_input(input)
@@ -336,7 +321,7 @@ def evaluate_translation(
     from vqnat.pipeline.evaluate import evaluate_checkpoint
 
     _set_threads(threads)
-    _check_device(device)
+    check_device(device)
     options = DecodingOptions(beam=beam, latent_beam=latent_beam, length_ratio=length_ratio,
                               length_offset=length_offset, collapse_repeated_tokens=collapse_repeats)
     result = evaluate_checkpoint(model or default_model("nat"), data, split=split, batch_size=batch_size,
@@ -402,7 +387,7 @@ def bench(
                            kind="autoregressive")]
     if deep_shallow:
         systems.append(System("deep-shallow greedy", deep_shallow, DecodingOptions(beam=1), kind="autoregressive"))
-    _check_device(device)
+    check_device(device)
     say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
     if data is not None:
         report = run_bench(systems, data, split=split, limit=limit or None, large_batch=large_batch, threads=threads,

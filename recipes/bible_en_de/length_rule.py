@@ -1,4 +1,4 @@
-"""How the target-length rule and latent search change the latent transformer's BLEU (issue 3's measurement).
+"""How the target-length rule and latent search change the latent transformer's BLEU.
 
 For trained NAT checkpoints, translate the test split under several decoding settings and report sacreBLEU,
 chrF, the mean number of decoded target positions T' per sentence (the decoder's and output projection's work),

@@ -21,9 +21,9 @@ import torch
 
 from vqnat.data.image_grid import make_grid, save_png
 from vqnat.data.images import load_image_dataset
-from vqnat.image_inference import evaluate_images, reconstruct_images, sample_images
 from vqnat.machine import machine_record
 from vqnat.modules.image_vqvae import ImageVQVAE, ImageVQVAEConfig, vqvae_loss
+from vqnat.pipeline.image_inference import evaluate_images, reconstruct_images, sample_images
 
 # The sizes of the fairseq presets (vqnat/models/image_vqvae.py), repeated here because fairseq is absent.
 PRESETS = {

@@ -37,15 +37,15 @@ def broken_checkpoint(request, tiny_models, tmp_path) -> Path:
 
 @pytest.mark.parametrize("command", [
     lambda ck, tmp: ["average", str(ck), str(ck), "-o", str(tmp / "avg.pt")],
-    lambda ck, tmp: ["sample", "-c", str(ck), "-o", str(tmp / "s.png")],
-    lambda ck, tmp: ["evaluate", "image", "-c", str(ck)],
+    lambda ck, tmp: ["image", "sample", "-m", str(ck), "-o", str(tmp / "s.png"), "--trust-checkpoint"],
+    lambda ck, tmp: ["image", "evaluate", "-m", str(ck), "--trust-checkpoint"],
 ])
 def test_broken_checkpoint_is_one_line(broken_checkpoint, tmp_path, command):
     one_error(runner.invoke(app, command(broken_checkpoint, tmp_path)), str(broken_checkpoint), "not a")
 
 
 def test_a_translation_model_given_to_sample(tiny_models, tmp_path):
-    one_error(runner.invoke(app, ["sample", "-c", str(tiny_models.nat), "-o", str(tmp_path / "s.png")]),
+    one_error(runner.invoke(app, ["image", "sample", "-m", str(tiny_models.nat), "-o", str(tmp_path / "s.png")]),
               "not an image VQ-VAE")
 
 

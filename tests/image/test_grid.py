@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vqnat_cli.image import interleave_rows
 
-from vqnat.data.image_grid import make_grid, read_png, save_png
+from vqnat.data.image_grid import interleave_rows, make_grid, read_png, save_png
 
 
 def test_grid_layout_and_exact_png_round_trip(tmp_path: Path, cifar10_real) -> None:

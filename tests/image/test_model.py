@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vqnat.image_inference import evaluate_images, reconstruct_images, sample_images
 from vqnat.modules.image_likelihood import bits_per_dim, pixel_nll
 from vqnat.modules.image_vqvae import ImageVQVAE, ImageVQVAEConfig, logits_to_pixels
+from vqnat.pipeline.image_inference import evaluate_images, reconstruct_images, sample_images
 
 TINY = dict(hidden_channels=16, residual_channels=8, num_residual_blocks=1, latent_dim=8, codebook_size=32,
             prior_dim=16, prior_layers=1, prior_heads=2)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqnat.image_inference import evaluate_images, reconstruct_images
 from vqnat.modules.image_vqvae import ImageVQVAE, ImageVQVAEConfig, vqvae_loss
+from vqnat.pipeline.image_inference import evaluate_images, reconstruct_images
 
 
 @pytest.mark.parametrize("bottleneck", ["hard", "soft"])

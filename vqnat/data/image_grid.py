@@ -25,6 +25,18 @@ def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2, 
     return grid[..., 0] if c == 1 else grid
 
 
+def interleave_rows(top: np.ndarray, bottom: np.ndarray, columns: int) -> np.ndarray:
+    """``[N, ...]`` twice -> ``[2N', ...]``: each row of ``columns`` originals followed by their reconstructions
+    (the last row is padded with white images); :func:`make_grid` with ``columns`` lays it out."""
+    n = len(top)
+    pad = (-n) % columns
+    if pad:
+        blank = np.full((pad, *top.shape[1:]), 255, dtype=top.dtype)
+        top, bottom = np.concatenate([top, blank]), np.concatenate([bottom, blank])
+    rows = [part[i:i + columns] for i in range(0, len(top), columns) for part in (top, bottom)]
+    return np.concatenate(rows)
+
+
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write ``uint8 [H, W]`` or ``[H, W, 3]`` as a PNG (creating parent folders); returns the path."""
     path = Path(path)

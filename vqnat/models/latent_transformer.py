@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import torch
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from torch import Tensor, nn
 
+from vqnat.models.quantizer_options import QuantizerOptions
 from vqnat.modules.compression import Compressor, Decompressor
 from vqnat.modules.incremental import IncrementalDecoder
 from vqnat.modules.positions import positions_from_mask, sinusoidal_table
@@ -40,12 +40,12 @@ from vqnat.quantization import QuantizerOutput, VectorQuantizer
 
 MODEL_NAME = "vqnat_latent_transformer"
 LENGTH_CLASSES = 256  # the length predictor's classes: 0..255 tokens (longer targets count as 255)
-BOTTLENECK_CHOICES = ChoiceEnum(["hard", "soft"])
 
 
 @dataclass
-class LatentTransformerConfig(FairseqDataclass):
-    """Options of the latent transformer. Presets (``--arch``) only change the sizes."""
+class LatentTransformerConfig(QuantizerOptions):
+    """Options of the latent transformer; the bottleneck's (``--bottleneck``, ``--codebook-size``, ...) are
+    :class:`~vqnat.quantization.QuantizerConfig`'s. Presets (``--arch``) only change the sizes."""
 
     embed_dim: int = field(default=512, metadata={"help": "model dimension D (also the codebook dimension)"})
     ffn_dim: int = field(default=4096, metadata={"help": "feed-forward inner dimension"})
@@ -61,24 +61,6 @@ class LatentTransformerConfig(FairseqDataclass):
     prior_dropout: Optional[float] = field(default=None, metadata={  # noqa: UP045
         "help": "dropout of the latent prior alone (its input and layers); default: --dropout"})
     compress_steps: int = field(default=3, metadata={"help": "nc: the target is compressed 2^nc times"})
-    bottleneck: BOTTLENECK_CHOICES = field(default="soft", metadata={"help": "hard EM (EMA k-means) or soft EM"})
-    codebook_size: int = field(default=4096, metadata={"help": "K codes per slice (paper: 2^12)"})
-    codebook_slices: int = field(default=1, metadata={"help": "H: decomposed VQ with H codebooks over slices"})
-    num_samples: int = field(default=10, metadata={"help": "m: soft-EM samples per latent"})
-    softmax_temperature: float = field(default=1.0, metadata={"help": "tau in softmax(-||z - e||^2 / tau)"})
-    codebook_decay: float = field(default=0.999, metadata={"help": "EMA decay of codebook counts and sums "
-                                                                    "(not --ema-decay: that is fairseq's model EMA)"})
-    codebook_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts"})
-    beta: float = field(default=0.25, metadata={"help": "commitment loss weight"})
-    # Both on by default: with random N(0, 1) codes nearly every latent picks the same few codes from the first step.
-    # results/codebook_usage_bible.txt (3k Bible pairs, 512 codes, 120 updates): usage perplexity 3.9 with random
-    # codes, 29.7 with k-means init, 157 with k-means init + reseeding; reconstruction loss 3.71 / 3.65 / 3.60.
-    # --no-kmeans-init --no-reseed-dead-codes restore the paper's setting. (Negative names on purpose: fairseq turns
-    # a boolean field that defaults to True into a flag that sets it to False, so `--kmeans-init` would switch off.)
-    no_kmeans_init: bool = field(default=False, metadata={
-        "help": "start from random codes instead of k-means on the first batch (the paper's setting)"})
-    no_reseed_dead_codes: bool = field(default=False, metadata={
-        "help": "never move dead codes onto encoder outputs (the paper's setting)"})
     prior_warmup_updates: int = field(default=0, metadata={"help": "the prior loss is off for this many updates "
                                                                    "(lets the codebook settle first)"})
     decoder_gold_mix_updates: int = field(default=0, metadata={
@@ -176,11 +158,7 @@ class LatentTransformerModel(BaseFairseqModel):
         self.encoder = EncoderStack(d, cfg.encoder_layers, heads, ffn, p)
         self.autoencoder = CrossAttentionStack(d, cfg.autoencoder_layers, heads, ffn, p, causal=False)
         self.compress = Compressor(d, cfg.compress_steps, p)
-        self.bottleneck = VectorQuantizer(
-            d, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
-            temperature=cfg.softmax_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.beta,
-            num_slices=cfg.codebook_slices, kmeans_init=not cfg.no_kmeans_init,
-            reseed_dead_codes=not cfg.no_reseed_dead_codes)
+        self.bottleneck = VectorQuantizer.from_config(d, cfg)
         self.decompress = Decompressor(d, cfg.compress_steps, p)
         self.decoder = CrossAttentionStack(d, cfg.decoder_layers, heads, ffn, p, causal=False)
         self.output_projection = nn.Linear(d, len(tgt_dict), bias=False)

@@ -22,7 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from vqnat.quantization.codebook import EMACodebook
+from vqnat.quantization.config import BOTTLENECKS, QuantizerConfig
 from vqnat.quantization.stats import usage_perplexity
+
+_DEFAULTS = QuantizerConfig()  # the numeric defaults below are read from the config, declared there once
 
 
 class QuantizerOutput(NamedTuple):
@@ -57,6 +60,9 @@ def soft_targets(samples: Tensor, codebook_size: int) -> Tensor:
 class VectorQuantizer(nn.Module):
     """EM-trained vector quantizer for tensors ``[..., dim]``.
 
+    Models build it from their options with :meth:`from_config`. Called directly, it is plain hard EM from random
+    codes (``mode="hard"``, no k-means init, no reseeding); the sizes and rates default to :class:`QuantizerConfig`'s.
+
     Args:
         dim: size of the last input dimension.
         codebook_size: K codes per slice (paper: 2^12).
@@ -76,14 +82,14 @@ class VectorQuantizer(nn.Module):
     def __init__(
         self,
         dim: int,
-        codebook_size: int = 4096,
+        codebook_size: int = _DEFAULTS.codebook_size,
         mode: Literal["hard", "soft"] = "hard",
-        num_samples: int = 10,
-        temperature: float = 1.0,
-        decay: float = 0.999,
-        eps: float = 1e-5,
-        beta: float = 0.25,
-        num_slices: int = 1,
+        num_samples: int = _DEFAULTS.num_samples,
+        temperature: float = _DEFAULTS.softmax_temperature,
+        decay: float = _DEFAULTS.codebook_decay,
+        eps: float = _DEFAULTS.codebook_eps,
+        beta: float = _DEFAULTS.beta,
+        num_slices: int = _DEFAULTS.codebook_slices,
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
         dead_code_threshold: float = 1e-2,
@@ -93,7 +99,7 @@ class VectorQuantizer(nn.Module):
         super().__init__()
         _check(dim >= 1, "dim", f"must be >= 1, got {dim}")
         _check(codebook_size >= 1, "codebook_size", f"must be >= 1, got {codebook_size}")
-        _check(mode in ("hard", "soft"), "mode", f"must be 'hard' or 'soft', got {mode!r}")
+        _check(mode in BOTTLENECKS, "mode", f"must be one of {', '.join(BOTTLENECKS)}, got {mode!r}")
         _check(num_samples >= 1, "num_samples", f"must be >= 1, got {num_samples}")
         _check(temperature > 0, "temperature", f"must be > 0, got {temperature}")
         _check(0.0 <= decay < 1.0, "decay", f"must be in [0, 1), got {decay}")
@@ -114,6 +120,16 @@ class VectorQuantizer(nn.Module):
             kmeans_iters=kmeans_iters, dead_code_threshold=dead_code_threshold,
             reseed_dead_codes=reseed_dead_codes,
         )
+
+    @classmethod
+    def from_config(cls, dim: int, cfg: QuantizerConfig) -> VectorQuantizer:
+        """The bottleneck a model's options describe: ``cfg`` is a :class:`QuantizerConfig`, or any config with its
+        fields (the models' fairseq configs inherit them)."""
+        return cls(
+            dim, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
+            temperature=cfg.softmax_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.beta,
+            num_slices=cfg.codebook_slices, kmeans_init=not cfg.no_kmeans_init,
+            reseed_dead_codes=not cfg.no_reseed_dead_codes)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, mode={self.mode}, "

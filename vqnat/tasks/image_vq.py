@@ -2,7 +2,7 @@
 
 ``fairseq-train DATA --user-dir vqnat --task vqnat_image --dataset fashion-mnist ...`` where DATA is the folder
 that holds the dataset's files: ``make install`` puts Fashion-MNIST in ``.venv/share/datasets/fashion-mnist`` and
-MNIST in ``.venv/lib/python3.11/site-packages/mnist/data`` (``vqnat train image`` finds them by itself).
+MNIST in ``.venv/lib/python3.11/site-packages/mnist/data`` (``vqnat image train`` finds them by itself).
 Splits: ``train``, ``valid``, ``test`` (see :mod:`vqnat.data.images`). A batch is
 ``{"id": [B], "nsentences": B, "ntokens": B*C*H*W, "net_input": {"images": uint8 [B, C, H, W]}}``.
 """

@@ -1,6 +1,7 @@
 """Use a trained image VQ-VAE: load its checkpoint, measure bits/dim on a split, reconstruct, sample.
 
-The CLI (``vqnat evaluate image``, ``vqnat reconstruct``, ``vqnat sample``) is a thin layer over these functions.
+The CLI (``vqnat image evaluate``, ``vqnat image reconstruct``, ``vqnat image sample``) is a thin layer over these
+functions.
 All images are ``uint8 [N, C, H, W]``. Evaluation runs the model in eval mode, where the bottleneck is the
 deterministic nearest code for both hard and soft EM, so the bound of :mod:`vqnat.modules.image_likelihood` holds.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqnat.checkpoint import allow_trusted_checkpoint_loading
+from vqnat.checkpoint import UntrustedCheckpointError, allow_trusted_checkpoint_loading, is_own_checkpoint
 from vqnat.modules.image_likelihood import bits_per_dim
 from vqnat.modules.image_vqvae import ImageVQVAE, logits_to_pixels, vqvae_loss
 from vqnat.pipeline.safe_checkpoints import unreadable
@@ -54,14 +55,23 @@ class ImageEvalResult:
         return asdict(self)
 
 
-def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device: str = "cpu") -> LoadedImageModel:
-    """Load a ``vqnat_image_vqvae`` checkpoint written by fairseq-train (a pickle: only load checkpoints you trust).
+def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device: str = "cpu",
+                     trust: bool = False) -> LoadedImageModel:
+    """Load a ``vqnat_image_vqvae`` checkpoint written by fairseq-train.
 
+    A checkpoint is a pickle, and loading one can run code: it loads from a training folder of ``vqnat image
+    train`` (marked by :func:`vqnat.checkpoint.mark_own_save_dir`), or from elsewhere with ``trust``.
     ``data_dir`` overrides the dataset folder saved in the checkpoint.
     """
     path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: name a checkpoint file in it, e.g. {path / 'checkpoint_last.pt'}")
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist: train one with `vqnat train image` first")
+        raise ValueError(f"checkpoint {path} does not exist: train one with `vqnat image train` first")
+    if not (trust or is_own_checkpoint(path)):
+        raise UntrustedCheckpointError(f"{path} is a pickled checkpoint from outside a vqnat training folder, and "
+                                       "loading a pickle can run code: pass --trust-checkpoint if you trust its "
+                                       "source")
     from fairseq import checkpoint_utils
 
     from vqnat.models.image_vqvae import ImageVQVAEModel  # importing vqnat registers the plugins fairseq needs
