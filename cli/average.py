@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from vqnat_cli.errors import friendly_errors
+from vqnat_cli.options import TRUST_CHECKPOINT
 
 
 @friendly_errors
@@ -15,6 +16,7 @@ def average(
                                                                  "numbered checkpoints."),
     last: int = typer.Option(5, help="With --save-dir: how many of the newest interval (or epoch) checkpoints."),
     out: Path = typer.Option(..., "--out", "-o", help="The averaged checkpoint (no optimizer state)."),
+    trust_checkpoint: bool = TRUST_CHECKPOINT,
 ) -> None:
     """Average the weights of several checkpoints of one run (fairseq's scripts/average_checkpoints.py, which a
     pip install lacks). Works for the NAT and the teacher; translate with the result as with any checkpoint.
@@ -28,6 +30,6 @@ def average(
     if bool(checkpoints) == (save_dir is not None):
         raise ValueError("give either checkpoint files or --save-dir (with --last), not both or neither")
     paths = last_checkpoints(save_dir, last) if save_dir is not None else checkpoints
-    report = average_checkpoints(paths, out)
+    report = average_checkpoints(paths, out, trust=trust_checkpoint)
     names = ", ".join(Path(p).name for p in report["checkpoints"])
     typer.echo(f"averaged {len(report['checkpoints'])} checkpoints ({names}) -> {out}")

@@ -129,6 +129,29 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     return state
 
 
+def read_checkpoint_as_saved(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """The pickled state at ``path`` exactly as it was saved (no fairseq config upgrade): for tools that rewrite a
+    checkpoint and save it again (averaging, warm starts), so what they write keeps its original layout.
+
+    The same trust rule as :func:`read_checkpoint`; a file that is not a fairseq checkpoint is a ``ValueError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    check_trusted(path, trust)
+    import torch
+
+    allow_trusted_checkpoint_loading()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated file, or not a torch file at all
+        raise ValueError(f"{path} is not a readable fairseq checkpoint: {type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}") from err
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path} holds no model weights: not a checkpoint written by fairseq-train")
+    return state
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # bundles
 # ------------------------------------------------------------------------------------------------------------------

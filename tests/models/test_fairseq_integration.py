@@ -249,12 +249,14 @@ def test_translator_rejects_what_it_cannot_load(trained, tmp_path):
         Translator.load(trained[1], data_dir=tmp_path / "empty")
     import torch
 
-    moved = torch.load(trained[1], weights_only=False)
+    from vqnat.checkpoint import read_checkpoint_as_saved
+
+    moved = read_checkpoint_as_saved(trained[1], trust=True)
     moved["cfg"]["task"]["data"] = str(tmp_path / "moved-away")
     torch.save(moved, tmp_path / "moved.pt")
     with pytest.raises(ValueError, match="does not exist here"):
         Translator.load(tmp_path / "moved.pt", trust_checkpoint=True)
-    state = torch.load(trained[1], weights_only=False)
+    state = read_checkpoint_as_saved(trained[1], trust=True)
     del state["model"]["bottleneck.codebook.num_updates"]  # as written by an older vqnat
     old = tmp_path / "old.pt"
     torch.save(state, old)

@@ -10,11 +10,12 @@ import torch
 from typer.testing import CliRunner
 from vqnat_cli.main import app
 
+from vqnat.checkpoint import UntrustedCheckpointError, mark_own_save_dir, read_checkpoint_as_saved
 from vqnat.pipeline.average import average_checkpoints, last_checkpoints, numbered_checkpoints
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checkpoint_as_saved(path, trust=True)  # files this test wrote
 
 
 def shifted_copy(source: Path, out: Path, shift: float, updates: int) -> Path:
@@ -31,6 +32,7 @@ def run_dir(tiny_checkpoints, tmp_path) -> Path:
     """A save dir with three interval checkpoints, each 1.0 above the one before, plus best/last copies."""
     folder = tmp_path / "run"
     folder.mkdir()
+    mark_own_save_dir(folder)  # as `vqnat train` marks its save folder
     for i, updates in enumerate((2, 4, 10)):
         shifted_copy(tiny_checkpoints.nat, folder / f"checkpoint_{i + 1}_{updates}.pt", float(i), updates)
     shutil.copy(folder / "checkpoint_3_10.pt", folder / "checkpoint_last.pt")
@@ -56,7 +58,7 @@ def test_an_averaged_nat_translates(tiny_checkpoints, tmp_path):
     from vqnat.inference import Translator
 
     same = [shifted_copy(tiny_checkpoints.nat, tmp_path / f"c{i}.pt", 0.0, 6) for i in range(3)]
-    average_checkpoints(same, tmp_path / "avg.pt")
+    average_checkpoints(same, tmp_path / "avg.pt", trust=True)
     sources = (tiny_checkpoints.data_bin.parent / "test.en").read_text().splitlines()
     reference = Translator.load(tiny_checkpoints.nat, data_dir=tiny_checkpoints.data_bin).translate(sources)
     averaged = Translator.load(tmp_path / "avg.pt", data_dir=tiny_checkpoints.data_bin,
@@ -76,9 +78,21 @@ def test_mismatched_checkpoints_are_refused(tiny_checkpoints, tmp_path):
     state["model"].pop(next(iter(state["model"])))
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="same tensors"):
-        average_checkpoints([tiny_checkpoints.nat, tmp_path / "other.pt"], tmp_path / "avg.pt")
+        average_checkpoints([tiny_checkpoints.nat, tmp_path / "other.pt"], tmp_path / "avg.pt", trust=True)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         average_checkpoints([tmp_path / "missing.pt"], tmp_path / "avg.pt")
+
+
+def test_checkpoints_from_outside_a_training_folder_need_trust(run_dir, tmp_path):
+    loose = [shutil.copy(run_dir / name, tmp_path / name) for name in ("checkpoint_1_2.pt", "checkpoint_2_4.pt")]
+    with pytest.raises(UntrustedCheckpointError, match="--trust-checkpoint"):
+        average_checkpoints(loose, tmp_path / "avg.pt")
+    result = CliRunner().invoke(app, ["average", *map(str, loose), "--out", str(tmp_path / "a.pt")])
+    assert result.exit_code == 1 and "--trust-checkpoint" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "a.pt").exists()
+    result = CliRunner().invoke(app, ["average", *map(str, loose), "--out", str(tmp_path / "a.pt"),
+                                      "--trust-checkpoint"])
+    assert result.exit_code == 0, result.output
 
 
 def test_cli_average(run_dir, tmp_path):

@@ -127,8 +127,10 @@ def test_wrong_checkpoint_kind_is_rejected(pipeline, tmp_path):
     _, _, nat = pipeline
     import torch
 
+    from vqnat.checkpoint import read_checkpoint_as_saved
+
     fake = tmp_path / "image.pt"
-    state = torch.load(nat, weights_only=False)
+    state = read_checkpoint_as_saved(nat)  # from the pipeline's own training folder
     state["cfg"]["task"]["_name"] = "vqnat_image"
     torch.save(state, fake)
     result = runner.invoke(app, ["translate", "--model", str(fake), "--trust-checkpoint"], input="hello\n")

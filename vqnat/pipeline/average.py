@@ -18,32 +18,19 @@ from pathlib import Path
 
 import torch
 
-from vqnat.checkpoint import allow_trusted_checkpoint_loading
-from vqnat.pipeline.safe_checkpoints import unreadable
+from vqnat.checkpoint import read_checkpoint_as_saved
 
 INTERVAL_NAME = re.compile(r"checkpoint_(\d+)_(\d+)\.pt$")  # --save-interval-updates: epoch, updates
 EPOCH_NAME = re.compile(r"checkpoint(\d+)\.pt$")  # one per epoch (without --no-epoch-checkpoints)
 
 
-def checkpoint_updates(path: str | Path) -> int:
+def checkpoint_updates(path: str | Path, trust: bool = False) -> int:
     """Updates a fairseq checkpoint had trained for (from its optimizer history)."""
-    state = _load(path)
+    state = read_checkpoint_as_saved(path, trust)
     try:
         return int(state["optimizer_history"][-1]["num_updates"])
     except (KeyError, IndexError, TypeError) as err:
         raise ValueError(f"{path} has no training history: not a checkpoint written by fairseq-train") from err
-
-
-def _load(path: str | Path) -> dict:
-    """A checkpoint's state as torch loads it; a file that is not one is a one-line ``ValueError``."""
-    allow_trusted_checkpoint_loading()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise unreadable(path, err) from err
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path} holds no model weights: not a checkpoint written by fairseq-train")
-    return state
 
 
 def numbered_checkpoints(save_dir: str | Path) -> list[Path]:
@@ -71,20 +58,20 @@ def last_checkpoints(save_dir: str | Path, count: int) -> list[Path]:
     return found[-count:]
 
 
-def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> dict[str, object]:
+def average_checkpoints(paths: Sequence[str | Path], out: str | Path, trust: bool = False) -> dict[str, object]:
     """Write the average of ``paths`` to ``out``; returns what was averaged (paths, tensors, updates).
 
-    The checkpoints must hold the same tensors with the same shapes (one run's checkpoints do)."""
+    The checkpoints must hold the same tensors with the same shapes (one run's checkpoints do). Each is read with
+    :func:`~vqnat.checkpoint.read_checkpoint_as_saved`: from outside a vqnat training folder only with ``trust``."""
     if not paths:
         raise ValueError("no checkpoints to average")
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no such checkpoint: {path}")
-    allow_trusted_checkpoint_loading()
     sums: dict[str, torch.Tensor] = {}
     newest = None
     for index, path in enumerate(paths):
-        state = _load(path)
+        state = read_checkpoint_as_saved(path, trust)
         weights = state["model"]
         if index == 0:
             reference = {k: tuple(v.shape) for k, v in weights.items()}
