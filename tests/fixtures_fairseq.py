@@ -7,12 +7,12 @@ models are trained for a few updates only: they produce well-formed but meaningl
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from vqnat.checkpoint import mark_own_save_dir, trusted_checkpoint_env
+from vqnat.checkpoint import mark_own_save_dir
+from vqnat.pipeline import fairseq_run
 from vqnat.pipeline.fairseq_run import USER_DIR
 
 GENESIS = 1
@@ -26,33 +26,18 @@ class TinyCheckpoints(NamedTuple):
 
 
 def run_fairseq(tool: str, *args: str) -> str:
-    """``python -m fairseq_cli.<tool> args`` in a subprocess (checkpoint unpickling allowed); its output."""
+    """fairseq's ``tool`` with vqnat's plugins in a subprocess (checkpoint unpickling allowed); its output."""
     return run_fairseq_parallel([(tool, list(args))])[0]
 
 
 def run_fairseq_parallel(commands: list[tuple[str, list[str]]]) -> list[str]:
-    """Several fairseq commands side by side (their start-up is mostly imports); the outputs, in order."""
-    env = trusted_checkpoint_env()
-    if len(commands) > 1:  # side by side: one torch thread each, not every core each
-        env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", f"fairseq_cli.{tool}", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
-             for tool, args in commands]
-    outputs = []
-    for (tool, _), proc in zip(commands, procs, strict=True):
-        try:
-            out, err = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            for other in procs:
-                if other.poll() is None:
-                    other.kill()
-                    other.wait()
-            raise RuntimeError(f"fairseq {tool} failed:\n{err[-3000:]}")
-        outputs.append(out + err)
-    return outputs
+    """Several fairseq commands side by side (their start-up is mostly imports), one torch thread each when more
+    than one; the outputs, in order. Logs go to a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="fairseq-logs-") as logs:
+        outputs = fairseq_run.run_fairseq_parallel(
+            {str(i): command for i, command in enumerate(commands)}, logs,
+            threads_each=1 if len(commands) > 1 else None, timeout=300)
+    return [outputs[str(i)] for i in range(len(commands))]
 
 
 def genesis_pairs(count: int = 200) -> list[tuple[str, str]]:

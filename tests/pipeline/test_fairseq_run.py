@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,44 @@ def test_run_fairseq_failure_names_the_tool(monkeypatch):
                         lambda tool, args: ["python", "-c", "print('boom'); raise SystemExit(3)"])
     with pytest.raises(fairseq_run.FairseqError, match=r"^fairseq-generate failed \(exit 3\): boom$"):
         fairseq_run.run_fairseq("generate", [], keep_output=False, progress="x")
+
+
+def _scripted(monkeypatch, scripts: dict[str, str]) -> None:
+    """fairseq_command runs ``scripts[tool]`` (the tool name picks the script) instead of fairseq."""
+    monkeypatch.setattr(fairseq_run, "fairseq_command", lambda tool, args: ["python", "-c", scripts[tool], *args])
+
+
+def test_parallel_jobs_run_side_by_side_and_log_each(monkeypatch, tmp_path):
+    """Each job marks that it started and waits for the other's mark: one after the other, both would fail."""
+    wait_for_other = ("import os, sys, time; from pathlib import Path\n"
+                      "me, other = Path(sys.argv[1]), Path(sys.argv[2]); me.touch()\n"
+                      "deadline = time.monotonic() + 30\n"
+                      "while not other.exists():\n"
+                      "    if time.monotonic() > deadline: raise SystemExit('RuntimeError: ran alone')\n"
+                      "    time.sleep(0.01)\n"
+                      "print(me.name, os.environ.get('OMP_NUM_THREADS'))\n")
+    _scripted(monkeypatch, {"train": wait_for_other})
+    a, b = str(tmp_path / "a.started"), str(tmp_path / "b.started")
+    outputs = fairseq_run.run_fairseq_parallel({"a": ("train", [a, b]), "b": ("train", [b, a])}, tmp_path / "logs",
+                                               threads_each=1, timeout=60)
+    assert outputs["a"].splitlines()[-1] == "a.started 1" and outputs["b"].splitlines()[-1] == "b.started 1"
+    assert (tmp_path / "logs" / "b.log").read_text() == outputs["b"] and outputs["b"].startswith("$ python -c")
+
+
+def test_a_failed_parallel_job_is_named_and_stops_the_others(monkeypatch, tmp_path):
+    _scripted(monkeypatch, {"generate": "raise SystemExit('ValueError: bad data')",
+                            "train": "import time; time.sleep(60)"})
+    started = time.monotonic()  # not a speed goal: a slow job that was waited for takes the full 60 s
+    with pytest.raises(fairseq_run.FairseqError, match=r"^bad: fairseq-generate failed \(exit 1\): ValueError: "
+                                                        r"bad data \(full output: .*bad.log\)$"):
+        fairseq_run.run_fairseq_parallel({"bad": ("generate", []), "slow": ("train", [])}, tmp_path)
+    assert time.monotonic() - started < 30  # the slow job was stopped, not waited for
+
+
+def test_a_parallel_job_past_the_timeout_is_killed(monkeypatch, tmp_path):
+    _scripted(monkeypatch, {"train": "import time; time.sleep(60)"})
+    with pytest.raises(fairseq_run.FairseqError, match=r"^slow: fairseq-train failed \(killed after 1 s\)"):
+        fairseq_run.run_fairseq_parallel({"slow": ("train", [])}, tmp_path, timeout=1)
 
 
 @pytest.mark.parametrize(("output", "expected"), [

@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,6 +118,57 @@ def run_fairseq(tool: str, args: Sequence[str], log_path: Path | None = None,
         where = f" (full output: {log_path})" if log_path else ""
         raise FairseqError(f"fairseq-{tool} failed (exit {code}): {error_line(tail)}{where}")
     return "".join(lines if keep_output else tail)
+
+
+def run_fairseq_parallel(jobs: Mapping[str, tuple[str, Sequence[str]]], log_dir: str | Path, *,
+                         threads_each: int | None = None, timeout: float | None = None,
+                         fail_fast: bool = True) -> dict[str, str]:
+    """Run several fairseq tools side by side, ``{name: (tool, args)}``, each logging to ``LOG_DIR/NAME.log``;
+    returns ``{name: output}``. Small models leave a GPU (or the start-up of several processes a CPU) mostly idle.
+
+    ``threads_each`` caps each job's torch threads (side by side on a CPU, one thread each beats all cores each).
+    A job still running after ``timeout`` seconds (all jobs together) is killed and counts as failed. When a job
+    fails, the others are stopped (``fail_fast``) or run to the end, and :class:`FairseqError` names each failed
+    job with its error line and log. The children never outlive this process (see :func:`start_child`).
+    """
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = trusted_checkpoint_env()
+    if threads_each is not None:
+        env = {**env, "OMP_NUM_THREADS": str(threads_each), "MKL_NUM_THREADS": str(threads_each)}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    running: dict[str, subprocess.Popen] = {}
+    failed: dict[str, str] = {}
+    try:
+        for name, (tool, args) in jobs.items():
+            cmd = fairseq_command(tool, args)
+            with open(log_dir / f"{name}.log", "w", encoding="utf-8") as log:
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                running[name] = start_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        for name, proc in running.items():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                code = proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = f"killed after {timeout:g} s"
+            if code != 0:
+                failed[name] = f"exit {code}" if isinstance(code, int) else code
+                if fail_fast:
+                    break
+    finally:
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs = {name: (log_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace") for name in running}
+    if failed:
+        raise FairseqError("; ".join(
+            f"{name}: fairseq-{jobs[name][0]} failed ({why}): {error_line(outputs[name].splitlines()[-TAIL_LINES:])} "
+            f"(full output: {log_dir / f'{name}.log'})" for name, why in failed.items()))
+    return outputs
 
 
 def start_child(cmd: Sequence[str], **popen_kwargs) -> subprocess.Popen:
