@@ -22,6 +22,9 @@ def export(
     evaluate_on: Path | None = typer.Option(None, help="A prepared folder: score the bundle on its valid and test "
                                                        "splits and record the scores in the bundle."),
     notes: str | None = typer.Option(None, help="A line for the model card, e.g. how the model was trained."),
+    collapse_repeats: bool | None = typer.Option(
+        None, "--collapse-repeats/--no-collapse-repeats",
+        help="NAT: the bundle's default for dropping consecutive repeated tokens (default: the checkpoint's)."),
     trust_checkpoint: bool = TRUST_CHECKPOINT,
 ) -> None:
     """Write a model bundle: model.safetensors (no pickle), config.json with the model config and provenance, the
@@ -33,7 +36,7 @@ def export(
 
     config = export_model(checkpoint, out, data_dir=data_dir, dtype=dtype, inference_only=inference_only,
                           trust=trust_checkpoint, evaluate_on=evaluate_on, notes=notes,
-                          say=lambda msg: typer.echo(msg, err=True))
+                          collapse_repeats=collapse_repeats, say=lambda msg: typer.echo(msg, err=True))
     size = (out / "model.safetensors").stat().st_size / 2**20
     typer.echo(json.dumps({"bundle": str(out), "kind": config["kind"], "weights_mib": round(size, 1),
                            "inference_only": config["inference_only"], "dtype": config["dtype"],

@@ -33,7 +33,8 @@ INIT = typer.Option(None, help="Start from this model's weights (a trainable bun
                                "The architecture options must match it. Ignored when --save-dir already holds "
                                "checkpoint_last.pt, which is resumed.")
 # NAT decoding options shared by translate and evaluate.
-COLLAPSE_REPEATS = typer.Option(False, help="NAT: drop consecutive repeated tokens.")
+COLLAPSE_REPEATS = typer.Option(None, "--collapse-repeats/--no-collapse-repeats",
+                                help="NAT: drop consecutive repeated tokens (default: the model's setting).")
 LATENT_BEAM = typer.Option(1, min=1, help="NAT: beam search over the latents (1 = greedy).")
 RESCORE_WITH = typer.Option(None, help="NAT: teacher checkpoint that picks the best of the --latent-beam "
                                        "candidates (noisy parallel decoding).")
@@ -173,7 +174,7 @@ def translate(
                                     "continues there."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     beam: int | None = typer.Option(None, min=1, help="Beam size (teacher only; default 1 = greedy)."),
-    collapse_repeats: bool = COLLAPSE_REPEATS,
+    collapse_repeats: bool | None = COLLAPSE_REPEATS,
     latent_beam: int = LATENT_BEAM,
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
@@ -304,7 +305,7 @@ def evaluate_translation(
     beam: int = typer.Option(1, min=1, help="Beam size (teacher only)."),
     batch_size: int = typer.Option(64, min=1, help="Sentences per model call."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
-    collapse_repeats: bool = COLLAPSE_REPEATS,
+    collapse_repeats: bool | None = COLLAPSE_REPEATS,
     latent_beam: int = LATENT_BEAM,
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,

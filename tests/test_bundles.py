@@ -176,3 +176,26 @@ def test_demo_translates_scores_and_times_the_given_bundles(tiny_checkpoints, tm
     assert sum(line.strip().startswith("EN ") for line in lines) == 3
     assert "Namespace(" not in result.output and "dictionary:" not in result.output
     assert (tmp_path / "work" / "demo" / "bench.png").is_file()
+
+
+def _has_repeats(line: str) -> bool:
+    tokens = line.split()
+    return any(a == b for a, b in zip(tokens, tokens[1:], strict=False))
+
+
+def test_a_bundle_carries_its_collapse_default_and_options_override_it(tiny_checkpoints, tmp_path):
+    from vqnat.inference import DecodingOptions
+    from vqnat.pipeline.export import export_model
+
+    plain = export_model(tiny_checkpoints.nat, tmp_path / "plain", dtype="float32")
+    assert plain["task"]["collapse_repeated_tokens"] is False
+    config = export_model(tiny_checkpoints.nat, tmp_path / "collapsing", dtype="float32", collapse_repeats=True)
+    assert config["task"]["collapse_repeated_tokens"] is True
+    raw = _translate(tmp_path / "plain")
+    assert any(map(_has_repeats, raw)), raw  # the tiny model repeats itself: the test can see the difference
+    collapsed = _translate(tmp_path / "collapsing")
+    assert not any(map(_has_repeats, collapsed)) and collapsed != raw
+    assert _translate(tmp_path / "collapsing", options=DecodingOptions(collapse_repeated_tokens=False)) == raw
+    assert _translate(tmp_path / "plain", options=DecodingOptions(collapse_repeated_tokens=True)) == collapsed
+    with pytest.raises(ValueError, match="NAT decoding setting"):
+        export_model(tiny_checkpoints.teacher, tmp_path / "teacher", collapse_repeats=True)

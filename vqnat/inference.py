@@ -60,7 +60,8 @@ class DecodingOptions:
     beam: int = 1
     max_len_a: float = 1.2
     max_len_b: int = 10
-    collapse_repeated_tokens: bool = False  # NAT clean-up: "a a b" -> "a b"
+    # NAT clean-up "a a b" -> "a b"; None: the model's own setting (its task config: a bundle's config.json)
+    collapse_repeated_tokens: bool | None = None
     latent_beam: int = 1
     length_ratio: float | None = None
     length_offset: int | None = None
@@ -83,6 +84,9 @@ class Translator:
         self.max_source_positions = _max_source_positions(model)
         self.rescorer = rescorer
         self.int8 = is_int8(self.model)
+        collapse = options.collapse_repeated_tokens
+        self.collapse_repeated_tokens = bool(getattr(getattr(task, "cfg", None), "collapse_repeated_tokens", False)
+                                             if collapse is None else collapse)
         self._check_options()
         self.generator = self._build_generator()
 
@@ -237,7 +241,7 @@ class Translator:
         from vqnat.generation import LatentTransformerGenerator
 
         if self.kind == "nat":
-            return LatentTransformerGenerator(self.tgt_dict, self.options.collapse_repeated_tokens,
+            return LatentTransformerGenerator(self.tgt_dict, self.collapse_repeated_tokens,
                                               latent_beam=self.options.latent_beam,
                                               rescorer=self.rescorer.model if self.rescorer else None)
         from vqnat.sentence_limits import SentenceLimitedGenerator

@@ -39,11 +39,13 @@ def describe_data(prepared: str | Path, held_out_only: bool = False) -> str:
 def score_bundle(bundle: str | Path, prepared: str | Path, splits: tuple[str, ...] = ("valid", "test"),
                  say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """BLEU/chrF rows of a bundle on ``splits`` (a teacher: greedy and beam 4; a NAT: greedy latents)."""
-    kind = read_bundle_config(bundle)["kind"]
+    config = read_bundle_config(bundle)
+    kind = config["kind"]
+    collapsed = ", repeats collapsed" if config["task"].get("collapse_repeated_tokens") else ""
     rows = []
     for beam in TEACHER_BEAMS if kind == "teacher" else (1,):
         translator = Translator.load(bundle, options=DecodingOptions(beam=beam))
-        decoding = ("greedy" if beam == 1 else f"beam {beam}") if kind == "teacher" else "greedy latents"
+        decoding = ("greedy" if beam == 1 else f"beam {beam}") if kind == "teacher" else f"greedy latents{collapsed}"
         for split in splits:
             result = evaluate_checkpoint(bundle, prepared, split=split, translator=translator, batch_size=128)
             rows.append({"split": split, "decoding": decoding, "sentences": result["sentences"],
@@ -57,16 +59,23 @@ def score_bundle(bundle: str | Path, prepared: str | Path, splits: tuple[str, ..
 def export_model(checkpoint: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                  dtype: str = "float16", inference_only: bool = False, trust: bool = False,
                  evaluate_on: str | Path | None = None, notes: str | None = None,
-                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 collapse_repeats: bool | None = None, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export ``checkpoint`` as a bundle in ``out``; with ``evaluate_on`` (a prepared folder), score it there. The
     provenance records the training data the checkpoint names (described when that folder is here), the scores
-    and ``notes`` (free text, e.g. how the model was trained). Returns the bundle's config."""
+    and ``notes`` (free text, e.g. how the model was trained). ``collapse_repeats`` (a NAT) sets the bundle's
+    decoding default for dropping repeated tokens (the task's ``collapse_repeated_tokens``; the scores use it).
+    Returns the bundle's config."""
     export_bundle(checkpoint, out, data_dir=data_dir, dtype=dtype, inference_only=inference_only, trust=trust)
     config = read_bundle_config(out)
     provenance = config["provenance"]
     provenance["data"] = _describe_if_prepared(Path(provenance["trained_on"]))
     if notes:
         provenance["notes"] = notes
+    if collapse_repeats is not None:
+        if config["kind"] != "nat":
+            raise ValueError("collapse_repeats is a NAT decoding setting: the teacher decodes with beam search")
+        config["task"]["collapse_repeated_tokens"] = collapse_repeats
+        write_bundle_config(out, config)  # before scoring: the scores are the bundle's own decoding
     if evaluate_on is not None:
         provenance["scored_on"] = describe_data(evaluate_on, held_out_only=True)
         provenance["scores"] = score_bundle(out, evaluate_on, say=say)
