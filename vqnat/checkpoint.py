@@ -1,6 +1,6 @@
 """Checkpoints and model bundles: the one place where vqnat reads and writes model weights.
 
-Two formats:
+Three formats:
 
 - **fairseq checkpoints** (``*.pt``) are pickles: loading one can run arbitrary code. torch >= 2.6 refuses them
   unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set; vqnat sets it only after :func:`check_trusted` has passed.
@@ -18,17 +18,22 @@ Two formats:
   An ``inference_only`` bundle leaves out what only training uses (the target autoencoder, the compressor and the
   codebook's EMA statistics): it translates exactly as the full model, and ``config.json`` says it cannot resume
   training.
+- **checkpoint chunks** (``PREFIX.part0``, ``PREFIX.part1``, ...): a fairseq checkpoint in fp16, split for carrying
+  between machines; read here (:func:`read_checkpoint_chunks`), written and turned back into a checkpoint by
+  :mod:`vqnat.checkpoint_tools`, the part of this module that transforms checkpoints (pack/unpack, warm start).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 TRUSTED_LOAD_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 RUN_MARKER = ".vqnat-run.json"  # written by `vqnat train` into its save folder
@@ -39,8 +44,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 SPM_FILE = "spm.model"
+CODEBOOK_PREFIX = "bottleneck.codebook."  # the latent transformer's codebook buffers (vqnat.quantization.codebook)
 # What the latent transformer uses only in training: translation never runs them.
-TRAINING_ONLY_PREFIXES = ("autoencoder.", "compress.", "bottleneck.codebook.ema_sum", "bottleneck.codebook.ema_count")
+TRAINING_ONLY_PREFIXES = ("autoencoder.", "compress.", CODEBOOK_PREFIX + "ema_sum", CODEBOOK_PREFIX + "ema_count")
+# Top-level key of a fairseq checkpoint whose training-only weights were left out (and came back as zeros): it
+# translates as the full model did but cannot resume training (see vqnat.checkpoint_tools).
+INFERENCE_ONLY_KEY = "vqnat_inference_only"
+CHUNK_NAME = re.compile(r"\.part(\d+)")  # PREFIX.part<i>: the i-th chunk of a packed checkpoint
 DTYPES = ("float32", "float16", "bfloat16")
 
 ModelRole = Literal["nat", "teacher"]
@@ -139,16 +149,60 @@ def read_checkpoint_as_saved(path: str | Path, trust: bool = False) -> dict[str,
     if not path.is_file():
         raise ValueError(f"checkpoint not found: {path}")
     check_trusted(path, trust)
+    return _unpickle_state(path, str(path))
+
+
+def chunk_paths(prefix: str | Path) -> list[Path]:
+    """The chunks ``PREFIX.part0, PREFIX.part1, ...`` of a packed checkpoint, in order (empty when there are none)."""
+    prefix = Path(prefix)
+    found = {int(m.group(1)): p for p in prefix.parent.glob(f"{prefix.name}.part*")
+             if p.name.startswith(prefix.name) and (m := CHUNK_NAME.fullmatch(p.name[len(prefix.name):]))}
+    return [found[i] for i in sorted(found)]
+
+
+def read_checkpoint_chunks(prefix: str | Path, trust: bool = False) -> dict[str, Any]:
+    """The state that :func:`vqnat.checkpoint_tools.pack_checkpoint` split into ``PREFIX.part*``, as it was saved.
+
+    The trust rule of :func:`read_checkpoint`: the chunks must lie in a vqnat training folder, or ``trust``.
+    """
+    parts = chunk_paths(prefix)
+    if not parts:
+        raise ValueError(f"no {prefix}.part* files: give the prefix that the packing wrote (PREFIX for PREFIX.part0)")
+    if not (trust or is_own_checkpoint(parts[0])):
+        raise UntrustedCheckpointError(
+            f"{prefix}.part* are pickled checkpoint chunks from outside a vqnat training folder, and loading a pickle "
+            "can run code: pass --trust-checkpoint (trust=True) if you trust their source")
+    return _unpickle_state(io.BytesIO(b"".join(p.read_bytes() for p in parts)), f"{prefix}.part*")
+
+
+def _unpickle_state(source: Path | IO[bytes], name: str) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint whose trust was checked; one-line ``ValueError`` for what is no checkpoint."""
     import torch
 
     allow_trusted_checkpoint_loading()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(source, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated file, or not a torch file at all
-        raise ValueError(f"{path} is not a readable fairseq checkpoint: {type(err).__name__}: "
+        raise ValueError(f"{name} is not a readable fairseq checkpoint: {type(err).__name__}: "
                          f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}") from err
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path} holds no model weights: not a checkpoint written by fairseq-train")
+        raise ValueError(f"{name} holds no model weights: not a checkpoint written by fairseq-train")
+    return state
+
+
+def drop_training_state(state: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+    """Drop, in place, what only resuming a fairseq run reads from its checkpoint ``state``; returns ``state``.
+
+    Always the optimizer's state (``last_optimizer_state``: Adam's two moments, twice the model's size).
+    ``progress``: also the run's progress (``extra_state``: the data loader's position ``train_iterator``, the
+    meters, the best score, and ``previous_training_time``, which fairseq's ``cumulative_training_time()`` adds to
+    its clock, so that ``--stop-time-hours`` of a run started from these weights would count the old run's hours);
+    fairseq gives a checkpoint without it a fresh ``train_iterator`` when it loads one. ``optimizer_history`` stays
+    (small; the update count is read from it).
+    """
+    state["last_optimizer_state"] = None
+    if progress:
+        state["extra_state"] = {}
     return state
 
 
@@ -212,6 +266,14 @@ def read_bundle(bundle: str | Path, dtype: str = "float32") -> tuple[dict[str, A
     for alias, name in config.get("tied", {}).items():
         weights[alias] = weights[name]
     return config, weights
+
+
+def cast_weights(weights: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
+    """``weights`` with floating tensors cast to the torch ``dtype``, each tied weight cast once: the names of one
+    stored tensor (see :func:`_tie_once`) share the one cast tensor, so ``torch.save`` stores it once."""
+    unique, tied = _tie_once(weights)
+    cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in unique.items()}
+    return {k: cast[tied.get(k, k)] for k in weights}
 
 
 def _tie_once(weights: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

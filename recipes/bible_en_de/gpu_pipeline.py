@@ -2,15 +2,17 @@
 (trained in parallel) -> BLEU of each. Uses the library only (no CLI dependencies), so it runs on a bare GPU box
 with torch + fairseq.
 
-    python recipes/bible_en_de/gpu_pipeline.py PREPARED WORK OUT [--teacher-hours 0.045] [--nat-hours 0.045]
-        [--device cuda] [--variants soft,hard] [--distilled DISTILLED] [--export]
+    python recipes/bible_en_de/gpu_pipeline.py work/bible /tmp/w OUT --teacher-hours 0.02 --nat-hours 0.05 \
+        [--device cuda] [--variants soft,hard] [--distilled work/bible-distilled] [--export nat_soft,deep_shallow]
 
 With ``--distilled`` (a folder written by ``vqnat distill``, e.g. on the CPU beforehand) the teacher and the
 distillation are skipped: only the deep-shallow baseline (on PREPARED) and the NAT variants train, all at once.
 Variants (``NAT_VARIANTS``) differ in the bottleneck and the target-length rule. Every training stops at its time
 limit (fairseq --stop-time-hours) and can be resumed by running it again. ``OUT/summary.json`` collects the
 timeline, sizes, and sacreBLEU/chrF of every system on the test split; ``--export`` also writes the named
-checkpoints as fp16 chunks (``export_weights.py``) into OUT.
+checkpoints as fp16 chunks (:func:`vqnat.checkpoint_tools.pack_checkpoint`; ``export_weights.py unpack`` joins
+them) into OUT. The trainings run side by side through :func:`vqnat.pipeline.fairseq_run.run_fairseq_parallel`,
+each logging to ``OUT/NAME.log``; ``--print-jobs`` prints their fairseq-train arguments instead.
 """
 
 from __future__ import annotations
@@ -18,22 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from recipes.bible_en_de.export_weights import pack  # noqa: E402
-from vqnat.checkpoint import trusted_checkpoint_env  # noqa: E402
-from vqnat.inference import DecodingOptions  # noqa: E402
-from vqnat.pipeline.distill import distill  # noqa: E402
-from vqnat.pipeline.evaluate import evaluate_checkpoint  # noqa: E402
-from vqnat.pipeline.fairseq_run import fairseq_command  # noqa: E402
-from vqnat.pipeline.prepared import open_prepared  # noqa: E402
-from vqnat.pipeline.presets import TrainBudget, nat_train_args, teacher_train_args  # noqa: E402
+from vqnat.checkpoint import mark_own_save_dir
+from vqnat.checkpoint_tools import DEFAULT_CHUNK_MB, pack_checkpoint
+from vqnat.inference import DecodingOptions
+from vqnat.pipeline.distill import distill
+from vqnat.pipeline.evaluate import evaluate_checkpoint
+from vqnat.pipeline.fairseq_run import FairseqError, run_fairseq_parallel
+from vqnat.pipeline.prepared import open_prepared
+from vqnat.pipeline.presets import TrainBudget, nat_train_args, teacher_train_args
 
 # name -> (bottleneck, extra fairseq options). Length rules: 1.2 |x| + 4 covers 99.6% of Bible test targets
 # (|y| / |x| is 1.02 on average in subwords); the paper's 2 |x| decodes 40% more positions; the predictor adds a
@@ -46,33 +44,23 @@ NAT_VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "hard_lenpred": ("hard", "predictor", []),
     "soft_ratio2": ("soft", "ratio", ["--length-ratio", "2.0", "--length-offset", "0"]),
     # More bits per latent (the preset has 1,024 codes, 10 bits per 8 tokens): decoding from a perfect prior's codes
-    # still scored 1.5 BLEU below greedy (recipes/bible_en_de/README.md, latent_ablation.py's oracle rows).
+    # still scored 1.5 BLEU below greedy (the latent ablation's oracle rows in results/bible_research.md).
     "soft_lenpred_k4096": ("soft", "predictor", ["--codebook-size", "4096"]),
     "soft_lenpred_h2": ("soft", "predictor", ["--codebook-slices", "2"]),
 }
 PRIOR_LAYERS = 2  # as the vqnat_lt_cpu preset now has
 
 
-def train_in_parallel(jobs: dict[str, list[str]], out: Path, fail_fast: bool = True) -> list[str]:
-    """Run several fairseq-train jobs at once (small models leave the GPU mostly idle), each logging to
-    ``OUT/NAME.log``. With ``fail_fast`` a failed job stops the script (after all have ended, with its log's tail);
-    otherwise the names of the failed jobs are returned."""
-    procs = {}
-    for name, args in jobs.items():
-        log = open(out / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115
-        procs[name] = (subprocess.Popen(fairseq_command("train", args), stdout=log, stderr=subprocess.STDOUT,
-                                        env=trusted_checkpoint_env()), log)
-    failed = []
-    for name, (proc, log) in procs.items():
-        code = proc.wait()
-        log.close()
-        if code != 0:
-            failed.append(name)
-            tail = (out / f"{name}.log").read_text(encoding="utf-8").splitlines()[-30:]
-            print(f"{name} failed (exit {code}):\n" + "\n".join(tail), file=sys.stderr, flush=True)
-    if failed and fail_fast:
-        raise SystemExit(f"failed: {', '.join(failed)}")
-    return failed
+def train_side_by_side(jobs: dict[str, list[str]], work: Path, out: Path) -> None:
+    """Run the fairseq-train jobs ``{name: args}`` (save folder ``WORK/NAME``) at once (small models leave the GPU
+    mostly idle), each logging to ``OUT/NAME.log``. The save folders are marked as vqnat's own, so their
+    checkpoints load without ``--trust-checkpoint``; a failed job stops the others and the script."""
+    for name in jobs:
+        mark_own_save_dir(work / name)
+    try:
+        run_fairseq_parallel({name: ("train", args) for name, args in jobs.items()}, out)
+    except FairseqError as err:
+        raise SystemExit(f"Error: {err}") from None
 
 
 def chosen_variants(parser: argparse.ArgumentParser, text: str, known: dict[str, object]) -> list[str]:
@@ -113,13 +101,13 @@ def main() -> None:
     parser.add_argument("--distilled", type=Path, default=None, help="skip teacher + distillation, use this folder")
     parser.add_argument("--export", default="", help="comma-separated runs (e.g. nat_soft,deep_shallow) to write "
                         "into OUT as fp16 chunks (NATs without their training-only weights)")
+    parser.add_argument("--print-jobs", action="store_true",
+                        help="print the fairseq-train arguments of the trainings as JSON and stop (needs --distilled)")
     args = parser.parse_args()
     variants = chosen_variants(parser, args.variants, NAT_VARIANTS)
-    args.work.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.print_jobs and args.distilled is None:
+        parser.error("--print-jobs needs --distilled (the NATs' arguments name the distilled data)")
     cpu = args.device == "cpu"
-    summary: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "timeline": []}
-    stamp = timeline_stamper(summary, args.out / "summary.json")
 
     def budget(hours: float) -> list[str]:
         return ["--stop-time-hours", str(hours), "--validate-interval", "5"]
@@ -128,11 +116,30 @@ def main() -> None:
     fast = TrainBudget(max_epoch=500, max_tokens=args.max_tokens, lr=1e-3, warmup_updates=args.warmup)
     deep_shallow = {"deep_shallow": teacher_train_args(folder.data_bin, args.work / "deep_shallow",
                                                        "cpu-deep-shallow", fast, cpu=cpu) + budget(args.teacher_hours)}
+
+    def nat_jobs(distilled_bin: Path) -> dict[str, list[str]]:
+        jobs = {}
+        for name in variants:
+            bottleneck, length_rule, extra = NAT_VARIANTS[name]
+            extra = [*extra, "--prior-layers", str(PRIOR_LAYERS)]
+            jobs[f"nat_{name}"] = nat_train_args(
+                distilled_bin, args.work / f"nat_{name}", args.nat_arch, bottleneck, fast, cpu=cpu, extra=extra,
+                length_rule=length_rule) + budget(args.nat_hours)
+        return jobs
+
+    if args.print_jobs:
+        jobs = {**deep_shallow, **nat_jobs(open_prepared(args.distilled).data_bin)}
+        print(json.dumps({name: [str(a) for a in job] for name, job in jobs.items()}, indent=2))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "timeline": []}
+    stamp = timeline_stamper(summary, args.out / "summary.json")
     systems: dict[str, tuple[str, int]] = {"deep-shallow greedy": ("deep_shallow", 1)}
     if args.distilled is None:
         stamp("teacher + deep-shallow start")
-        train_in_parallel({"teacher": teacher_train_args(folder.data_bin, args.work / "teacher", "cpu", fast, cpu=cpu)
-                           + budget(args.teacher_hours), **deep_shallow}, args.out)
+        train_side_by_side({"teacher": teacher_train_args(folder.data_bin, args.work / "teacher", "cpu", fast, cpu=cpu)
+                            + budget(args.teacher_hours), **deep_shallow}, args.work, args.out)
         stamp("teacher done")
         teacher = args.work / "teacher" / "checkpoint_last.pt"
         report = distill(teacher, folder.root, args.work / "distilled", beam=4, max_tokens=4 * args.max_tokens,
@@ -145,18 +152,12 @@ def main() -> None:
     else:
         distilled = open_prepared(args.distilled)
     stamp(f"training {', '.join(['nat_' + v for v in variants] + list(deep_shallow))}")
-    jobs = dict(deep_shallow)
-    for name in variants:
-        bottleneck, length_rule, extra = NAT_VARIANTS[name]
-        extra = [*extra, "--prior-layers", str(PRIOR_LAYERS)]
-        jobs[f"nat_{name}"] = nat_train_args(
-            distilled.data_bin, args.work / f"nat_{name}", args.nat_arch, bottleneck, fast, cpu=cpu, extra=extra,
-            length_rule=length_rule) + budget(args.nat_hours)
-    train_in_parallel(jobs, args.out)
+    train_side_by_side({**deep_shallow, **nat_jobs(distilled.data_bin)}, args.work, args.out)
     stamp("training done")
     systems.update({f"nat {name}": (f"nat_{name}", 1) for name in variants})
     for run in args.export.split(",") if args.export else []:  # first: the weights come back even if scoring fails
-        pack(args.work / run / "checkpoint_last.pt", args.out / run, chunk_mb=15, inference_only=run.startswith("nat"))
+        pack_checkpoint(args.work / run / "checkpoint_last.pt", args.out / run, chunk_mb=DEFAULT_CHUNK_MB,
+                        inference_only=run.startswith("nat"))
         stamp(f"exported {run}")
     scores: dict[str, object] = {}
     summary["test_scores"] = scores

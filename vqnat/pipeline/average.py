@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from vqnat.checkpoint import read_checkpoint_as_saved
+from vqnat.checkpoint import drop_training_state, read_checkpoint_as_saved
 
 INTERVAL_NAME = re.compile(r"checkpoint_(\d+)_(\d+)\.pt$")  # --save-interval-updates: epoch, updates
 EPOCH_NAME = re.compile(r"checkpoint(\d+)\.pt$")  # one per epoch (without --no-epoch-checkpoints)
@@ -84,7 +84,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, trust: boo
     averaged = {key: (sums[key] / len(paths)).to(value.dtype) if key in sums else value
                 for key, value in newest["model"].items()}
     newest["model"] = averaged
-    newest["last_optimizer_state"] = None
+    drop_training_state(newest)
     newest["extra_state"] = {**(newest.get("extra_state") or {}), "averaged_from": [str(p) for p in paths]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
