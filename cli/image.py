@@ -67,15 +67,16 @@ def train(
     codebook_size: int | None = typer.Option(None, min=1, help="K, codes (default: the preset's)."),
     latent_dim: int | None = typer.Option(None, min=1, help="D, latent size (default: the preset's)."),
     num_samples: int | None = typer.Option(None, min=1, help="m, soft-EM samples per latent (default 10)."),
-    soft_temperature: float | None = typer.Option(None, min=0.0, help="tau of soft EM (default 1)."),
-    kmeans_init: bool = typer.Option(False, "--kmeans-init", help="Initialise codes by k-means on batch one."),
+    softmax_temperature: float | None = typer.Option(None, min=0.0, help="tau of soft EM (default 1)."),
     threads: int | None = typer.Option(None, min=1, help="torch threads of the trainer (OMP_NUM_THREADS; default: "
                                                          "the environment's)."),
     device: str = DEVICE,
 ) -> None:
     """Train an image VQ-VAE (hard or soft EM bottleneck) with fairseq-train.
 
-    Extra options after the known ones go to fairseq-train unchanged (e.g. --clip-norm 1.0).
+    Extra options after the known ones go to fairseq-train unchanged (e.g. --clip-norm 1.0), among them the
+    bottleneck's other options as `vqnat train nat` names them (--codebook-slices 2, --beta 0.5, --codebook-decay
+    0.999), and --kmeans-init / --reseed-dead-codes, which switch on what the image presets switch off.
 
     The terminal shows regular progress lines; fairseq's whole output goes to SAVE_DIR/train.log, and what the
     run cost to SAVE_DIR/train_stats.json. Ctrl-C (or a kill of vqnat) stops the trainer too, and the same
@@ -94,7 +95,7 @@ def train(
         bottleneck=bottleneck.value, arch=arch.value, max_update=max_update, batch_size=batch_size, lr=lr,
         seed=seed, max_train_images=max_train_images, max_eval_images=max_eval_images,
         codebook_size=codebook_size, latent_dim=latent_dim, num_samples=num_samples,
-        soft_temperature=soft_temperature, kmeans_init=kmeans_init, cpu=check_device(device),
+        softmax_temperature=softmax_temperature, cpu=check_device(device),
         extra=tuple(ctx.args),
     )
     argv = image_train_argv(opts)

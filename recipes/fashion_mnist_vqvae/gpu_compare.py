@@ -2,7 +2,7 @@
 
 The accelerator machines have PyTorch but no fairseq, so this script trains the same :class:`ImageVQVAE` with the
 same loss (:func:`vqvae_loss`, the one the fairseq criterion uses) and measures it with the same
-:func:`evaluate_images` as ``vqnat evaluate image``; only the loop (Adam, shuffled batches) is its own.
+:func:`evaluate_images` as ``vqnat image evaluate``; only the loop (Adam, shuffled batches) is its own.
 
     python recipes/fashion_mnist_vqvae/gpu_compare.py --data-dir .venv/share/datasets/fashion-mnist \
         --out results/gpu --arch base --updates 3000 --batch-size 128 --seeds 1 2 3
@@ -11,6 +11,7 @@ same loss (:func:`vqvae_loss`, the one the fairseq criterion uses) and measures 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -22,20 +23,14 @@ import torch
 from vqnat.data.image_grid import make_grid, save_png
 from vqnat.data.images import load_image_dataset
 from vqnat.machine import machine_record
-from vqnat.modules.image_vqvae import ImageVQVAE, ImageVQVAEConfig, vqvae_loss
+from vqnat.modules.image_vqvae import ARCH_SIZES, ImageVQVAE, ImageVQVAEConfig, vqvae_loss
 from vqnat.pipeline.image_inference import evaluate_images, reconstruct_images, sample_images
-
-# The sizes of the fairseq presets (vqnat/models/image_vqvae.py), repeated here because fairseq is absent.
-PRESETS = {
-    "base": {},
-    "tiny": dict(hidden_channels=32, residual_channels=16, num_residual_blocks=1, latent_dim=16, codebook_size=64,
-                 prior_dim=64, prior_layers=2, prior_heads=2),
-}
 
 
 def train_one(mode: str, seed: int, splits, args, device: torch.device) -> tuple[ImageVQVAE, dict]:
     torch.manual_seed(seed)
-    net = ImageVQVAE(ImageVQVAEConfig(**PRESETS[args.arch], bottleneck=mode), splits.shape).to(device)
+    # The config `fairseq-train --arch vqnat_image_vqvae_<arch>` builds (fairseq is absent on the GPU machines).
+    net = ImageVQVAE(ImageVQVAEConfig.image_defaults(args.arch, bottleneck=mode), splits.shape).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     train = torch.from_numpy(splits.images["train"]).to(device)  # (N, 1, 28, 28) uint8, all on the GPU
     rng = np.random.default_rng(seed)
@@ -74,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--arch", choices=sorted(PRESETS), default="base")
+    parser.add_argument("--arch", choices=sorted(ARCH_SIZES), default="base")
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -121,7 +116,7 @@ def write_json(args: argparse.Namespace, runs: list[dict]) -> None:
             summary[mode][key] = {"mean": float(np.mean(values)),
                                   "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
     payload = {"setup": {**vars(args), "out": str(args.out), "loop": "plain PyTorch (no fairseq on the GPU machine)",
-                         "config": {**ImageVQVAEConfig().__dict__, **PRESETS[args.arch]}},
+                         "config": dataclasses.asdict(ImageVQVAEConfig.image_defaults(args.arch))},
                "machine": machine_record(), "runs": runs, "summary": summary}
     (args.out / "gpu_compare.json").write_text(json.dumps(payload, indent=2) + "\n")
 

@@ -16,16 +16,17 @@ OUT=${OUT:-work/fashion_mnist_vqvae}
 UPDATES=${UPDATES:-600}
 SEEDS=${SEEDS:-"1 2"}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+mkdir -p "$OUT"
 
 for seed in $SEEDS; do
   for mode in hard soft; do
     run=$OUT/${mode}_seed${seed}
-    nice -n 10 $VQNAT train image --dataset fashion-mnist --bottleneck "$mode" --arch tiny \
+    nice -n 10 $VQNAT image train --dataset fashion-mnist --bottleneck "$mode" --arch tiny \
       --max-update "$UPDATES" --batch-size 64 --lr 1e-3 --seed "$seed" --max-eval-images 1000 --threads 1 \
-      -o "$run" > "$run.train.log" 2>&1 || { tail -20 "$run.train.log"; exit 1; }
-    nice -n 10 $VQNAT evaluate image -c "$run/checkpoint_last.pt" --split test --json "$run/test.json"
-    nice -n 10 $VQNAT sample -c "$run/checkpoint_last.pt" --num 36 --seed 0 -o "$run/samples.png"
-    nice -n 10 $VQNAT reconstruct -c "$run/checkpoint_last.pt" --num 16 -o "$run/reconstructions.png"
+      -s "$run" > "$run.train.log" 2>&1 || { tail -20 "$run.train.log"; exit 1; }
+    nice -n 10 $VQNAT image evaluate -m "$run/checkpoint_last.pt" --split test --json "$run/test.json"
+    nice -n 10 $VQNAT image sample -m "$run/checkpoint_last.pt" --num 36 --seed 0 -o "$run/samples.png"
+    nice -n 10 $VQNAT image reconstruct -m "$run/checkpoint_last.pt" --num 16 -o "$run/reconstructions.png"
   done
 done
 

@@ -42,8 +42,9 @@ def test_task_batches(task: ImageVQTask) -> None:
 
 def test_criterion_reports_exact_bits_per_dim_for_a_uniform_decoder(task: ImageVQTask) -> None:
     torch.manual_seed(0)
-    cfg = ImageVQVAEModelConfig(hidden_channels=16, residual_channels=8, num_residual_blocks=1, latent_dim=8,
-                                codebook_size=32, prior_dim=16, prior_layers=1, prior_heads=2)
+    cfg = ImageVQVAEModelConfig.image_defaults(hidden_channels=16, residual_channels=8, num_residual_blocks=1,
+                                               latent_dim=8, codebook_size=32, prior_dim=16, prior_layers=1,
+                                               prior_heads=2)
     model = ImageVQVAEModel.build_model(cfg, task).eval()
     last = model.net.decoder.net[-1]  # logits 0 everywhere: uniform over the 256 values of each subpixel
     torch.nn.init.zeros_(last.weight)

@@ -36,7 +36,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "32", "--required-batch-size-multiple", "1",
         "--max-update", "6", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--cpu",
         "--log-format", "simple", "--log-interval", "2", "--seed", "3",
-        "--codebook-decay", "0.95", "--soft-temperature", "2.0",  # must reach the model (see test below)
+        "--codebook-decay", "0.95", "--softmax-temperature", "2.0",  # must reach the model (see test below)
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -56,6 +56,33 @@ def test_model_options_reach_the_bottleneck(trained_checkpoint: Path) -> None:
 
     quantizer = load_image_model(trained_checkpoint).net.quantizer
     assert quantizer.codebook.decay == 0.95 and quantizer.temperature == 2.0 and quantizer.mode == "soft"
+
+
+def test_a_checkpoint_with_the_old_option_names_loads_with_its_values(trained_checkpoint: Path,
+                                                                       tmp_path: Path) -> None:
+    """A checkpoint saved before the image model took QuantizerConfig's names (soft_temperature, kmeans_init, ...)
+    loads with the values it was trained with, and gives the same model."""
+    from vqnat.checkpoint import read_checkpoint_as_saved
+    from vqnat.modules.image_vqvae import LEGACY_QUANTIZER_NAMES
+    from vqnat.pipeline.image_inference import load_image_model
+
+    state = read_checkpoint_as_saved(trained_checkpoint)
+    model_cfg = state["cfg"]["model"]
+    for old, (new, inverted) in LEGACY_QUANTIZER_NAMES.items():  # write it the way the old code did
+        value = model_cfg.pop(new)
+        model_cfg[old] = (not value) if inverted else value
+    assert {"soft_temperature", "commitment_beta", "num_slices", "kmeans_init", "reseed_dead_codes"} <= set(model_cfg)
+    assert model_cfg["soft_temperature"] == 2.0 and model_cfg["kmeans_init"] is False
+    legacy = tmp_path / "legacy" / "checkpoint_last.pt"
+    legacy.parent.mkdir()
+    torch.save(state, legacy)
+    mark_own_save_dir(legacy.parent)
+    old, new = load_image_model(legacy).net, load_image_model(trained_checkpoint).net
+    vq = old.quantizer
+    assert (vq.temperature, vq.codebook.decay, vq.mode, vq.num_slices, vq.beta) == (2.0, 0.95, "soft", 1, 0.25)
+    assert not vq.codebook.reseed_dead_codes
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    torch.testing.assert_close(old(images).logits, new(images).logits)
 
 
 def test_evaluate_image(trained_checkpoint: Path, tmp_path: Path) -> None:

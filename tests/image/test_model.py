@@ -20,13 +20,13 @@ TINY = dict(hidden_channels=16, residual_channels=8, num_residual_blocks=1, late
 
 def tiny_model(shape: tuple[int, int, int], **overrides) -> ImageVQVAE:
     torch.manual_seed(0)
-    return ImageVQVAE(ImageVQVAEConfig(**{**TINY, **overrides}), shape)
+    return ImageVQVAE(ImageVQVAEConfig.image_defaults(**{**TINY, **overrides}), shape)
 
 
 @pytest.mark.parametrize("shape, grid", [((1, 28, 28), (7, 7)), ((3, 32, 32), (8, 8))])
 @pytest.mark.parametrize("bottleneck", ["hard", "soft"])
 def test_shapes(shape, grid, bottleneck) -> None:
-    model = tiny_model(shape, bottleneck=bottleneck, num_slices=2)
+    model = tiny_model(shape, bottleneck=bottleneck, codebook_slices=2)
     images = torch.randint(0, 256, (3, *shape), dtype=torch.uint8)
     out = model(images)
     c, h, w = shape
@@ -49,9 +49,9 @@ def test_bad_inputs_are_rejected_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r"uint8 \[B, 1, 28, 28\]"):
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="divisible by 8"):
-        ImageVQVAE(ImageVQVAEConfig(**{**TINY, "num_downsamples": 3}), (1, 28, 28))
+        tiny_model((1, 28, 28), num_downsamples=3)
     with pytest.raises(ValueError, match="bottleneck"):
-        ImageVQVAE(ImageVQVAEConfig(**{**TINY, "bottleneck": "medium"}), (1, 28, 28))
+        tiny_model((1, 28, 28), bottleneck="medium")
     with pytest.raises(ValueError, match="without a latent prior"):
         tiny_model((1, 28, 28), no_prior=True).sample_codes(1)
 
@@ -66,7 +66,7 @@ def uniform_decoder(model: ImageVQVAE) -> ImageVQVAE:
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_uniform_decoder_gives_exactly_8_bits_plus_the_latent_term(shape, fashion_mnist, cifar10_real) -> None:
-    model = uniform_decoder(tiny_model(shape, num_slices=2)).eval()
+    model = uniform_decoder(tiny_model(shape, codebook_slices=2)).eval()
     images = fashion_mnist.images["test"][:40] if shape[0] == 1 else cifar10_real[0]
     result = evaluate_images(model, images, batch_size=16)
     s, k, d = model.num_latent_tokens, 32, math.prod(shape)  # S = h*w*2 tokens of K = 32 codes, D subpixels

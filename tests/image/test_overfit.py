@@ -14,9 +14,10 @@ from vqnat.pipeline.image_inference import evaluate_images, reconstruct_images
 def test_overfits_eight_real_images(bottleneck: str, fashion_mnist) -> None:
     images = fashion_mnist.images["train"][:8]  # (8, 1, 28, 28) real images
     torch.manual_seed(0)
-    cfg = ImageVQVAEConfig(hidden_channels=32, residual_channels=16, num_residual_blocks=1, latent_dim=16,
-                           codebook_size=32, prior_dim=32, prior_layers=1, prior_heads=2, prior_dropout=0.0,
-                           bottleneck=bottleneck, kmeans_init=True, codebook_decay=0.9)
+    cfg = ImageVQVAEConfig.image_defaults(hidden_channels=32, residual_channels=16, num_residual_blocks=1,
+                                          latent_dim=16, codebook_size=32, prior_dim=32, prior_layers=1,
+                                          prior_heads=2, prior_dropout=0.0, bottleneck=bottleneck,
+                                          no_kmeans_init=False, codebook_decay=0.9)
     net = ImageVQVAE(cfg, (1, 28, 28))
     before = evaluate_images(net, images)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)

@@ -22,6 +22,15 @@ def test_argv_uses_every_image_and_the_package_as_user_dir(cifar10_dir: Path) ->
     assert argv[argv.index("--batch-size") + 1] == "7" and "--cpu" not in argv and argv[-2:] == ["--clip-norm", "0.5"]
 
 
+def test_argv_names_the_bottleneck_options_as_the_translation_model_does() -> None:
+    argv = image_train_argv(ImageTrainOptions(dataset="fashion-mnist", save_dir="out", bottleneck="soft",
+                                              num_samples=5, softmax_temperature=2.0, codebook_size=32,
+                                              extra=("--kmeans-init", "--codebook-slices", "2")))
+    pairs = dict(zip(argv, argv[1:], strict=False))
+    assert pairs["--bottleneck"] == "soft" and pairs["--num-samples"] == "5" and pairs["--codebook-size"] == "32"
+    assert pairs["--softmax-temperature"] == "2.0" and argv[-3:] == ["--kmeans-init", "--codebook-slices", "2"]
+
+
 @pytest.mark.parametrize("field, value, message", [("dataset", "svhn", "unknown dataset"),
                                                    ("arch", "huge", "unknown arch"),
                                                    ("bottleneck", "gumbel", "'hard' or 'soft'")])

@@ -26,7 +26,7 @@ LN2 = math.log(2)
 
 @dataclass
 class ImageBitsConfig(FairseqDataclass):
-    """No options: the loss weights live in the model (commitment_beta)."""
+    """No options: the loss weights live in the model (its bottleneck's beta)."""
 
 
 @register_criterion("vqnat_image_bits", dataclass=ImageBitsConfig)

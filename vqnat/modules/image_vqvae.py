@@ -8,14 +8,19 @@
 The fairseq model (:mod:`vqnat.models.image_vqvae`) wraps this module; the loss and bits/dim live in
 :mod:`vqnat.criterions.image_bits` and :mod:`vqnat.modules.image_likelihood`.
 
+The bottleneck's options are :class:`~vqnat.quantization.QuantizerConfig`'s (the translation model's names, defaults
+and help); the image model's own bottleneck defaults are :data:`IMAGE_QUANTIZER_DEFAULTS`, applied by the fairseq
+architectures and by :meth:`ImageVQVAEConfig.image_defaults` (the plain PyTorch way to the same config).
+
 No ``from __future__ import annotations`` here: fairseq reads :class:`ImageVQVAEConfig`'s field types at run time.
 The field names must not repeat any fairseq option (fairseq flattens every config into one namespace: a model
 field named ``ema_decay`` silently took the value of fairseq's own ``--ema-decay``, 0.9999); a test checks this.
 """
 
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Self
 
 import torch
 from torch import Tensor, nn
@@ -23,15 +28,42 @@ from torch import Tensor, nn
 from vqnat.modules.image_conv import PIXEL_LEVELS, ConvDecoder, ConvEncoder
 from vqnat.modules.image_likelihood import pixel_nll
 from vqnat.modules.latent_prior import LatentPrior
-from vqnat.quantization import QuantizerOutput, VectorQuantizer
+from vqnat.quantization import BOTTLENECKS, QuantizerConfig, QuantizerOutput, VectorQuantizer
 
-BOTTLENECKS = ("hard", "soft")
 PIXEL_MODES = ("mean", "mode", "sample")
+
+# The image model's bottleneck where it differs from QuantizerConfig's (the translation model's) defaults: the
+# VQ-VAE's hard EM over K = 512 codes from random codes, no reseeding. Decay 0.99 (van den Oord et al.) rather than
+# the paper's 0.999: the codebook must keep up in short runs.
+IMAGE_QUANTIZER_DEFAULTS: dict[str, Any] = {
+    "bottleneck": "hard", "codebook_size": 512, "codebook_decay": 0.99, "no_kmeans_init": True,
+    "no_reseed_dead_codes": True,
+}
+# Sizes of the architectures vqnat_image_vqvae_<name> (over the dataclass defaults, which are base's).
+ARCH_SIZES: dict[str, dict[str, Any]] = {
+    "base": {},
+    "tiny": {"hidden_channels": 32, "residual_channels": 16, "num_residual_blocks": 1, "latent_dim": 16,
+             "codebook_size": 64, "prior_dim": 64, "prior_layers": 2, "prior_heads": 2},
+}
+# Bottleneck options as checkpoints written before the image model took QuantizerConfig's names saved them:
+# old name -> (new name, whether the boolean is inverted). Read by :func:`upgrade_legacy_config`.
+LEGACY_QUANTIZER_NAMES: dict[str, tuple[str, bool]] = {
+    "num_slices": ("codebook_slices", False),
+    "soft_temperature": ("softmax_temperature", False),
+    "commitment_beta": ("beta", False),
+    "kmeans_init": ("no_kmeans_init", True),
+    "reseed_dead_codes": ("no_reseed_dead_codes", True),
+}
 
 
 @dataclass
-class ImageVQVAEConfig:
-    """Sizes and bottleneck settings (defaults = the ``vqnat_image_vqvae_base`` architecture)."""
+class ImageVQVAEConfig(QuantizerConfig):
+    """Sizes of the image VQ-VAE (defaults: the ``vqnat_image_vqvae_base`` architecture) and, inherited from
+    :class:`~vqnat.quantization.QuantizerConfig`, its bottleneck.
+
+    The inherited bottleneck defaults are the translation model's: build the image model's config with
+    :meth:`image_defaults`, which applies :data:`IMAGE_QUANTIZER_DEFAULTS` as the fairseq architectures do.
+    """
 
     hidden_channels: int = field(default=128, metadata={"help": "channels of the conv encoder/decoder trunk"})
     residual_channels: int = field(default=32, metadata={"help": "inner channels of each residual block"})
@@ -39,22 +71,30 @@ class ImageVQVAEConfig:
     num_downsamples: int = field(
         default=2, metadata={"help": "stride-2 convolutions: the latent grid is (H/2^n) x (W/2^n), 7x7 for 28x28"})
     latent_dim: int = field(default=64, metadata={"help": "D, size of each latent vector"})
-    codebook_size: int = field(default=512, metadata={"help": "K, codes per codebook slice"})
-    num_slices: int = field(default=1, metadata={"help": "H, codebook slices per latent vector (decomposed VQ)"})
-    bottleneck: str = field(default="hard", metadata={"help": "EM flavour: hard (EMA k-means) or soft (sampled)"})
-    num_samples: int = field(default=10, metadata={"help": "m, samples per latent for soft EM (paper: 10)"})
-    soft_temperature: float = field(default=1.0, metadata={"help": "tau of soft EM's posterior softmax(-d / tau)"})
-    # 0.99 (van den Oord et al.) rather than the paper's 0.999: the codebook must keep up in short runs.
-    codebook_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebook statistics"})
-    codebook_eps: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the codebook's EMA counts"})
-    commitment_beta: float = field(default=0.25, metadata={"help": "weight of the commitment loss"})
-    kmeans_init: bool = field(default=False, metadata={"help": "initialise the codes by k-means on the first batch"})
-    reseed_dead_codes: bool = field(default=False, metadata={"help": "move dead codes onto encoder outputs"})
     prior_dim: int = field(default=128, metadata={"help": "width of the latent prior Transformer"})
     prior_layers: int = field(default=2, metadata={"help": "layers of the latent prior Transformer"})
     prior_heads: int = field(default=4, metadata={"help": "attention heads of the latent prior"})
     prior_dropout: float = field(default=0.1, metadata={"help": "dropout in the latent prior"})
     no_prior: bool = field(default=False, metadata={"help": "train no latent prior (bits/dim with uniform prior only)"})
+
+    @classmethod
+    def image_defaults(cls, arch: str = "base", **overrides: Any) -> Self:
+        """The config ``fairseq-train --arch vqnat_image_vqvae_<arch>`` builds: the dataclass defaults, then
+        :data:`IMAGE_QUANTIZER_DEFAULTS`, then the architecture's :data:`ARCH_SIZES`, then ``overrides``."""
+        if arch not in ARCH_SIZES:
+            raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCH_SIZES)}")
+        return cls(**{**IMAGE_QUANTIZER_DEFAULTS, **ARCH_SIZES[arch], **overrides})
+
+
+def upgrade_legacy_config(model_cfg: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Rename, in place, the bottleneck options of a saved model config that predates :class:`QuantizerConfig`'s
+    names (see :data:`LEGACY_QUANTIZER_NAMES`; ``kmeans_init=True`` becomes ``no_kmeans_init=False``). A config
+    with the current names is left as it is. Returns ``model_cfg``."""
+    for old, (new, inverted) in LEGACY_QUANTIZER_NAMES.items():
+        if old in model_cfg:
+            value = model_cfg.pop(old)
+            model_cfg[new] = (not value) if inverted else value
+    return model_cfg
 
 
 class ImageVQVAEOutput(NamedTuple):
@@ -86,15 +126,11 @@ class ImageVQVAE(nn.Module):
             raise ValueError(f"num_downsamples={cfg.num_downsamples} needs image sides divisible by {scale}, "
                              f"got {h}x{w}: use fewer downsamples (28x28 allows 2 -> a 7x7 grid)")
         self.image_shape = (c, h, w)
-        self.latent_grid = (h // scale, w // scale, cfg.num_slices)  # (h, w, Hs)
+        self.latent_grid = (h // scale, w // scale, cfg.codebook_slices)  # (h, w, Hs)
         self.codebook_size = cfg.codebook_size
         self.encoder = ConvEncoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
                                    cfg.num_downsamples, cfg.latent_dim)
-        self.quantizer = VectorQuantizer(
-            cfg.latent_dim, cfg.codebook_size, mode=cfg.bottleneck, num_samples=cfg.num_samples,
-            temperature=cfg.soft_temperature, decay=cfg.codebook_decay, eps=cfg.codebook_eps, beta=cfg.commitment_beta,
-            num_slices=cfg.num_slices, kmeans_init=cfg.kmeans_init, reseed_dead_codes=cfg.reseed_dead_codes,
-        )
+        self.quantizer = VectorQuantizer.from_config(cfg.latent_dim, cfg)
         self.decoder = ConvDecoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
                                    cfg.num_downsamples, cfg.latent_dim)
         self.prior = None if cfg.no_prior else LatentPrior(

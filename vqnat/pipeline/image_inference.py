@@ -19,7 +19,7 @@ import torch
 
 from vqnat.checkpoint import UntrustedCheckpointError, allow_trusted_checkpoint_loading, is_own_checkpoint
 from vqnat.modules.image_likelihood import bits_per_dim
-from vqnat.modules.image_vqvae import ImageVQVAE, logits_to_pixels, vqvae_loss
+from vqnat.modules.image_vqvae import ImageVQVAE, logits_to_pixels, upgrade_legacy_config, vqvae_loss
 from vqnat.pipeline.safe_checkpoints import unreadable
 from vqnat.quantization import usage_perplexity
 
@@ -61,7 +61,8 @@ def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device
 
     A checkpoint is a pickle, and loading one can run code: it loads from a training folder of ``vqnat image
     train`` (marked by :func:`vqnat.checkpoint.mark_own_save_dir`), or from elsewhere with ``trust``.
-    ``data_dir`` overrides the dataset folder saved in the checkpoint.
+    ``data_dir`` overrides the dataset folder saved in the checkpoint. A checkpoint that saved the bottleneck's
+    options under their old image-model names loads too (:func:`~vqnat.modules.image_vqvae.upgrade_legacy_config`).
     """
     path = Path(checkpoint)
     if path.is_dir():
@@ -73,15 +74,22 @@ def load_image_model(checkpoint: str | Path, data_dir: str | None = None, device
                                        "loading a pickle can run code: pass --trust-checkpoint if you trust its "
                                        "source")
     from fairseq import checkpoint_utils
+    from omegaconf import open_dict
 
-    from vqnat.models.image_vqvae import ImageVQVAEModel  # importing vqnat registers the plugins fairseq needs
+    # importing vqnat.models registers the plugins fairseq needs
+    from vqnat.models.image_vqvae import MODEL_NAME, ImageVQVAEModel
 
     allow_trusted_checkpoint_loading()
     overrides = {"data": str(data_dir)} if data_dir else None
     with warnings.catch_warnings():  # torch warns that the variable set just above is set
         warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
         try:
-            models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+            state = checkpoint_utils.load_checkpoint_to_cpu(str(path), overrides)
+            model_cfg = (state.get("cfg") or {}).get("model")
+            if model_cfg is not None and str(model_cfg.get("_name", "")).startswith(MODEL_NAME):
+                with open_dict(model_cfg):  # bottleneck options saved under their old names
+                    upgrade_legacy_config(model_cfg)
+            models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)], state=state)
         except RuntimeError as err:
             if "state_dict" not in str(err):
                 raise unreadable(path, err) from err

@@ -29,7 +29,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what sets torch's t
 
 @dataclass(frozen=True)
 class ImageTrainOptions:
-    """What ``vqnat image train`` asks for; anything else goes to fairseq-train through ``extra``."""
+    """What ``vqnat image train`` asks for; anything else goes to fairseq-train through ``extra`` (e.g. the other
+    bottleneck options: ``--kmeans-init``, ``--codebook-slices 2``, ``--beta 0.5``)."""
 
     dataset: str
     save_dir: str
@@ -45,8 +46,7 @@ class ImageTrainOptions:
     codebook_size: int | None = None
     latent_dim: int | None = None
     num_samples: int | None = None
-    soft_temperature: float | None = None
-    kmeans_init: bool = False
+    softmax_temperature: float | None = None
     log_interval: int = 50
     cpu: bool = True
     extra: tuple[str, ...] = ()
@@ -95,11 +95,9 @@ def image_train_argv(opts: ImageTrainOptions) -> list[str]:
         "--log-format", "simple", "--log-interval", str(opts.log_interval),
     ]
     for flag, value in (("--codebook-size", opts.codebook_size), ("--latent-dim", opts.latent_dim),
-                        ("--num-samples", opts.num_samples), ("--soft-temperature", opts.soft_temperature)):
+                        ("--num-samples", opts.num_samples), ("--softmax-temperature", opts.softmax_temperature)):
         if value is not None:
             argv += [flag, str(value)]
-    if opts.kmeans_init:
-        argv.append("--kmeans-init")
     if opts.cpu:
         argv.append("--cpu")
     return argv + list(opts.extra)
