@@ -5,6 +5,7 @@ Thin wrappers: parse options, call :mod:`vqnat.pipeline` / :mod:`vqnat.inference
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from vqnat.checkpoint import default_model, mark_own_save_dir, training_init
 from vqnat.data.bible import held_out_text
 from vqnat.pipeline.prepared import open_prepared
 from vqnat.pipeline.presets import NAT_ARCHS, TEACHER_SIZES, TrainBudget, nat_train_args, teacher_train_args
+from vqnat.quantization.config import QuantizerConfig
 
 if TYPE_CHECKING:
     from vqnat.inference import Translator
@@ -44,6 +46,17 @@ LENGTH_OFFSET = typer.Option(None, min=0, help="NAT: extra positions (with --len
                                                "predictor's).")
 THREADS = typer.Option(None, min=1, help="torch threads (default: torch's own, one per core).")
 
+# Training defaults are the library's (TrainBudget, the presets' argument defaults, QuantizerConfig): read, not
+# repeated.
+BUDGET = TrainBudget()
+TEACHER_DEFAULTS = {k: v.default for k, v in inspect.signature(teacher_train_args).parameters.items()}
+NAT_DEFAULTS = {k: v.default for k, v in inspect.signature(nat_train_args).parameters.items()}
+MAX_UPDATE = typer.Option(BUDGET.max_update, min=0, help="Stop after this many updates (0 = no limit).")
+MAX_TOKENS = typer.Option(BUDGET.max_tokens, min=1, help="Tokens per batch.")
+LR = typer.Option(BUDGET.lr, help="Peak learning rate (inverse square root schedule).")
+WARMUP = typer.Option(BUDGET.warmup_updates, min=0, help="Warm-up updates.")
+SEED = typer.Option(BUDGET.seed, help="Random seed.")
+
 
 def _budget(max_epoch: int, max_update: int, max_tokens: int, lr: float, warmup: int, seed: int) -> TrainBudget:
     return TrainBudget(max_epoch=max_epoch, max_update=max_update, max_tokens=max_tokens, lr=lr,
@@ -55,14 +68,14 @@ def train_teacher(
     ctx: typer.Context,
     data: Path = DATA,
     save_dir: Path = SAVE_DIR,
-    size: str = typer.Option("cpu", help=f"Teacher size: {', '.join(TEACHER_SIZES)}."),
-    max_epoch: int = typer.Option(8, min=0, help="Epochs (0 = no limit; on the Bible corpus 8 epochs took ~50 min on 2 "
-                                  "cores)."),
-    max_update: int = typer.Option(0, min=0, help="Stop after this many updates (0 = no limit)."),
-    max_tokens: int = typer.Option(4096, min=1, help="Tokens per batch."),
-    lr: float = typer.Option(7e-4, help="Peak learning rate (inverse square root schedule)."),
-    warmup: int = typer.Option(1000, min=0, help="Warm-up updates."),
-    seed: int = typer.Option(1, help="Random seed."),
+    size: str = typer.Option(TEACHER_DEFAULTS["size"], help=f"Teacher size: {', '.join(TEACHER_SIZES)}."),
+    max_epoch: int = typer.Option(BUDGET.max_epoch, min=0, help="Epochs (0 = no limit; on the Bible corpus 8 epochs "
+                                  "took ~50 min on 2 cores)."),
+    max_update: int = MAX_UPDATE,
+    max_tokens: int = MAX_TOKENS,
+    lr: float = LR,
+    warmup: int = WARMUP,
+    seed: int = SEED,
     device: str = DEVICE,
     init: Path | None = INIT,
     trust_checkpoint: bool = TRUST_CHECKPOINT,
@@ -92,20 +105,21 @@ def train_nat(
     ctx: typer.Context,
     data: Path = DATA,
     save_dir: Path = SAVE_DIR,
-    arch: str = typer.Option("vqnat_lt_cpu", help=f"Size preset: {', '.join(NAT_ARCHS)}."),
-    bottleneck: str = typer.Option("soft", help="soft (soft EM, the paper's) or hard (EMA k-means baseline)."),
-    num_samples: int = typer.Option(10, min=1, help="Soft-EM samples per latent (m)."),
+    arch: str = typer.Option(NAT_DEFAULTS["arch"], help=f"Size preset: {', '.join(NAT_ARCHS)}."),
+    bottleneck: str = typer.Option(NAT_DEFAULTS["bottleneck"], help="soft (soft EM, the paper's) or hard (EMA "
+                                                                      "k-means baseline)."),
+    num_samples: int = typer.Option(QuantizerConfig.num_samples, min=1, help="Soft-EM samples per latent (m)."),
     codebook_size: int = typer.Option(0, min=0, help="Codes K (0 = the preset's; the paper uses 4096)."),
     prior_warmup: int = typer.Option(0, min=0, help="Updates before the latent prior's loss is switched on."),
-    length_rule: str = typer.Option("predictor", help="Target length: predictor (a length classifier + 2 "
-                                                      "positions; measured better) or ratio (the reference's "
-                                                      "ratio * source length; see --length-ratio)."),
-    max_epoch: int = typer.Option(8, min=0, help="Epochs (0 = no limit)."),
-    max_update: int = typer.Option(0, min=0, help="Stop after this many updates (0 = no limit)."),
-    max_tokens: int = typer.Option(4096, min=1, help="Tokens per batch."),
-    lr: float = typer.Option(7e-4, help="Peak learning rate (inverse square root schedule)."),
-    warmup: int = typer.Option(1000, min=0, help="Warm-up updates."),
-    seed: int = typer.Option(1, help="Random seed."),
+    length_rule: str = typer.Option(NAT_DEFAULTS["length_rule"], help="Target length: predictor (a length "
+                                    "classifier + 2 positions; measured better) or ratio (the reference's ratio * "
+                                    "source length; see --length-ratio)."),
+    max_epoch: int = typer.Option(BUDGET.max_epoch, min=0, help="Epochs (0 = no limit)."),
+    max_update: int = MAX_UPDATE,
+    max_tokens: int = MAX_TOKENS,
+    lr: float = LR,
+    warmup: int = WARMUP,
+    seed: int = SEED,
     device: str = DEVICE,
     init: Path | None = INIT,
     trust_checkpoint: bool = TRUST_CHECKPOINT,

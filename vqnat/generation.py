@@ -28,10 +28,12 @@ class LatentTransformerGenerator:
     ``latent_beam = n > 1``: beam search over the latents; the n candidates are all returned, best first: by the
     prior's score, or, with a ``rescorer`` (an autoregressive fairseq model with the same dictionaries), by the
     rescorer's mean log-likelihood (noisy parallel decoding, :mod:`vqnat.rescoring`).
+
+    ``length_ratio`` / ``length_offset``: the target-length rule for these calls (None: the model's own).
     """
 
     def __init__(self, tgt_dict, collapse_repeated_tokens: bool = False, latent_beam: int = 1,
-                 rescorer=None) -> None:
+                 rescorer=None, length_ratio: float | None = None, length_offset: int | None = None) -> None:
         if latent_beam < 1:
             raise ValueError(f"latent_beam must be >= 1, got {latent_beam}")
         self.tgt_dict = tgt_dict
@@ -40,6 +42,7 @@ class LatentTransformerGenerator:
         self.collapse_repeated_tokens = collapse_repeated_tokens
         self.latent_beam = latent_beam
         self.rescorer = rescorer
+        self.lengths = {"length_ratio": length_ratio, "length_offset": length_offset}
         self.symbols_to_strip_from_output = {self.eos}
 
     @torch.no_grad()
@@ -50,11 +53,11 @@ class LatentTransformerGenerator:
         net_input = sample["net_input"]
         src_tokens, src_lengths = net_input["src_tokens"], net_input["src_lengths"]
         if self.latent_beam == 1:
-            out = model.translate(src_tokens, src_lengths)
+            out = model.translate(src_tokens, src_lengths, **self.lengths)
             return [[self._hypothesis(out.tokens[b], out.log_probs[b], int(out.lengths[b]))]
                     for b in range(out.tokens.shape[0])]
         tokens, log_probs, lengths, _, prior_scores = model.translate_candidates(src_tokens, src_lengths,
-                                                                                self.latent_beam)
+                                                                                self.latent_beam, **self.lengths)
         b, n = prior_scores.shape
         hypos = [[self._hypothesis(tokens[i, j], log_probs[i, j], int(lengths[i, j])) for j in range(n)]
                  for i in range(b)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -108,14 +108,8 @@ class Translator:
                                  "the teacher it was distilled from")
             if options.latent_beam < 2:
                 raise ValueError("rescoring needs candidates: set latent_beam >= 2")
-        cfg = self.model.cfg
-        if options.length_ratio is not None or options.length_offset is not None:
-            if cfg.length_predictor and options.length_ratio is not None:
-                raise ValueError("this model predicts lengths: only length_offset can be overridden")
-            self.model.cfg = replace(cfg, length_ratio=cfg.length_ratio if options.length_ratio is None
-                                     else options.length_ratio,
-                                     length_offset=cfg.length_offset if options.length_offset is None
-                                     else options.length_offset)
+        if self.model.cfg.length_predictor and options.length_ratio is not None:
+            raise ValueError("this model predicts lengths: only length_offset can be overridden")
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -232,8 +226,10 @@ class Translator:
             "max_source_positions": self.max_source_positions, "device": str(self.device)}
         if self.kind == "nat":
             cfg = self.model.cfg
+            ratio, offset = self.options.length_ratio, self.options.length_offset
             info.update(latent_beam=self.options.latent_beam, length_predictor=bool(cfg.length_predictor),
-                        length_ratio=cfg.length_ratio, length_offset=cfg.length_offset,
+                        length_ratio=cfg.length_ratio if ratio is None else ratio,
+                        length_offset=cfg.length_offset if offset is None else offset,
                         rescorer=self.rescorer.checkpoint if self.rescorer else None)
         return info
 
@@ -243,7 +239,9 @@ class Translator:
         if self.kind == "nat":
             return LatentTransformerGenerator(self.tgt_dict, self.collapse_repeated_tokens,
                                               latent_beam=self.options.latent_beam,
-                                              rescorer=self.rescorer.model if self.rescorer else None)
+                                              rescorer=self.rescorer.model if self.rescorer else None,
+                                              length_ratio=self.options.length_ratio,
+                                              length_offset=self.options.length_offset)
         from vqnat.sentence_limits import SentenceLimitedGenerator
 
         # each sentence stops at its own max_len_a * length + max_len_b: an answer does not depend on its batch

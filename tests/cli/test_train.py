@@ -164,3 +164,32 @@ def test_trainer_copies_checkpoints_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoint_utils.PathManager.copy(str(new), str(best), overwrite=True)
     assert best.read_bytes() == new.read_bytes()
+
+
+def test_training_option_defaults_are_the_librarys():
+    """The train commands repeat no default: each option's default is the one the library declares."""
+    import inspect
+
+    import typer
+
+    from vqnat.pipeline.presets import TrainBudget, nat_train_args, teacher_train_args
+    from vqnat.quantization.config import QuantizerConfig
+
+    train = typer.main.get_command(app).commands["train"]
+    budget = TrainBudget()
+    expected_budget = {"max_epoch": budget.max_epoch, "max_update": budget.max_update,
+                       "max_tokens": budget.max_tokens, "lr": budget.lr, "warmup": budget.warmup_updates,
+                       "seed": budget.seed}
+    for name, builder, own in (
+        ("teacher", teacher_train_args, {"size": "size"}),
+        ("nat", nat_train_args, {"arch": "arch", "bottleneck": "bottleneck", "length_rule": "length_rule"}),
+    ):
+        defaults = {p.name: p.default for p in train.commands[name].params}
+        for option, value in expected_budget.items():
+            assert defaults[option] == value, (name, option)
+        signature = inspect.signature(builder).parameters
+        for option, argument in own.items():
+            assert defaults[option] == signature[argument].default, (name, option)
+    nat_defaults = {p.name: p.default for p in train.commands["nat"].params}
+    assert nat_defaults["num_samples"] == QuantizerConfig.num_samples
+    assert nat_defaults["bottleneck"] == QuantizerConfig.bottleneck

@@ -75,7 +75,7 @@ def test_uniform_decoder_gives_exactly_8_bits_plus_the_latent_term(shape, fashio
     assert result.prior_bpd > result.recon_bpd
     # The learned-prior figure is the prior's own NLL of the codes: check it against the prior directly.
     codes = model.flatten_codes(model(torch.from_numpy(images)).codes)
-    prior_bits = model.prior.nll(codes).sum().item() / math.log(2)
+    prior_bits = model.prior_nll(codes).sum().item() / math.log(2)
     assert result.prior_bpd == pytest.approx(8.0 + prior_bits / (len(images) * d), rel=1e-5)
 
 
@@ -116,6 +116,6 @@ def test_prior_is_causal() -> None:
     codes = torch.randint(0, 32, (2, model.num_latent_tokens))
     changed = codes.clone()
     changed[:, 20] = (changed[:, 20] + 1) % 32
-    a, b = model.prior(codes), model.prior(changed)
+    a, b = model.prior(codes.unsqueeze(-1)), model.prior(changed.unsqueeze(-1))  # (B, S, 1, K)
     torch.testing.assert_close(a[:, :21], b[:, :21])
     assert not torch.allclose(a[:, 21:], b[:, 21:])

@@ -97,7 +97,7 @@ def test_prior_is_causal(word_dict):
 @pytest.mark.parametrize(("prior_dropout", "expected"), [(None, 0.2), (0.5, 0.5)])
 def test_prior_dropout_defaults_to_the_models_and_touches_only_the_prior(word_dict, prior_dropout, expected):
     model = tiny_model(word_dict, dropout=0.2, prior_dropout=prior_dropout)
-    prior_rates = {m.p for m in [model.prior_dropout, *model.prior.modules()] if isinstance(m, torch.nn.Dropout)}
+    prior_rates = {m.p for m in model.prior.modules() if isinstance(m, torch.nn.Dropout)}
     others = {m.p for name, m in model.named_modules()
               if isinstance(m, torch.nn.Dropout) and not name.startswith("prior")}
     assert prior_rates == {expected} and others == {0.2}
@@ -107,7 +107,7 @@ def test_prior_dropout_defaults_to_the_models_and_touches_only_the_prior(word_di
     enc, pad = model.encode(src)
     codes = torch.randint(0, 32, (4, 50, 1))
     seen = []
-    model.prior_dropout.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    model.prior.dropout.register_forward_hook(lambda _m, _i, out: seen.append(out))
     model.prior_logits(codes, enc.expand(4, -1, -1), pad.expand(4, -1))
     assert abs(float(seen[0].eq(0).float().mean()) - expected) < 0.05
 
@@ -204,7 +204,7 @@ def test_generator_drops_padding_predicted_before_eos(word_dict):
     tokens = torch.tensor([[7, pad, 8, pad, eos, pad, pad, pad]])
 
     class Fixed:
-        def translate(self, src_tokens, src_lengths):
+        def translate(self, src_tokens, src_lengths, **length_rule):
             return Translation(tokens, torch.zeros(1, 8), torch.tensor([5]), torch.zeros(1, 1, 1, dtype=torch.long))
 
     hypos = LatentTransformerGenerator(word_dict).generate(
@@ -235,7 +235,7 @@ def test_cached_prior_decoding_matches_the_teacher_forced_prior(word_dict):
     src, _ = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict, left_pad=True)
     enc, pad = model.encode(src)
     with torch.no_grad():
-        cached = model.greedy_latents(enc, pad, 7)
+        cached = model.prior.greedy(7, enc, pad)
         assert torch.equal(cached, _teacher_forced_greedy(model, enc, pad, 7))
 
 
@@ -246,9 +246,9 @@ def test_latent_beam_search_finds_sequences_the_prior_prefers(word_dict):
     enc, pad = model.encode(src)
     num_latents = torch.tensor([6, 3])
     with torch.no_grad():
-        greedy = model.greedy_latents(enc, pad, 6)
-        one, one_score = model.beam_latents(enc, pad, num_latents, 1)
-        codes, scores = model.beam_latents(enc, pad, num_latents, 4)
+        greedy = model.prior.greedy(6, enc, pad)
+        one, one_score = model.prior.beam(num_latents, 1, enc, pad)
+        codes, scores = model.prior.beam(num_latents, 4, enc, pad)
         assert torch.equal(one[:, 0, :3], greedy[:, :3]) and torch.equal(one[0, 0], greedy[0])  # beam 1 = greedy
         assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
         assert (codes[1, :, 3:] == 0).all()  # past a sentence's own latents: code 0
@@ -261,3 +261,41 @@ def test_latent_beam_search_finds_sequences_the_prior_prefers(word_dict):
     assert torch.equal(out.tokens, tokens[:, 0]) and torch.equal(out.codes, cand_codes[:, 0])
     with pytest.raises(ValueError, match="slices"):
         tiny_model(word_dict, codebook_slices=2).eval().translate(src, lengths, latent_beam=2)
+
+
+def test_weights_saved_before_the_prior_was_a_module_load_and_translate_the_same(word_dict):
+    """Old key names (prior_embed.*, prior.layers.*, prior.norm.*, prior_out.*) are upgraded on load."""
+    from vqnat.models.latent_transformer import PRIOR_KEY_RENAMES
+
+    torch.manual_seed(0)
+    model = tiny_model(word_dict).eval()
+    old_keys = {}
+    for key, value in model.state_dict().items():
+        for old, new in PRIOR_KEY_RENAMES:
+            if key.startswith(new):
+                key = old + key[len(new):]
+                break
+        old_keys[key] = value
+    assert "prior_embed.weight" in old_keys and "prior_out.weight" in old_keys
+    torch.manual_seed(1)
+    fresh = tiny_model(word_dict).eval()
+    fresh.load_state_dict(old_keys)  # fairseq's load_state_dict upgrades first; strict
+    src, lengths = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict)
+    assert torch.equal(fresh.translate(src, lengths).tokens, model.translate(src, lengths).tokens)
+
+
+def test_translate_decodes_given_codes_and_overrides_lengths_per_call(word_dict):
+    torch.manual_seed(0)
+    model = tiny_model(word_dict, codebook_size=16).eval()
+    src, lengths = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict)
+    out = model.translate(src, lengths)
+    again = model.translate(src, lengths, codes=out.codes)  # the prior's own codes: the same translation
+    assert torch.equal(again.tokens, out.tokens)
+    other = torch.randint(0, 16, out.codes.shape, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(model.translate(src, lengths, codes=other).codes, other)
+    with pytest.raises(ValueError, match="cannot be read"):
+        model.translate(src, lengths, codes=out.codes[:, :1])
+    cfg_before = (model.cfg.length_ratio, model.cfg.length_offset)
+    longer = model.translate(src, lengths, length_offset=16)
+    assert longer.tokens.shape[1] >= out.tokens.shape[1] + 16 - model.factor
+    assert (model.cfg.length_ratio, model.cfg.length_offset) == cfg_before  # the call changes no setting

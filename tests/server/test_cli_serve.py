@@ -149,3 +149,25 @@ def test_bad_arguments_fail_with_one_line(tmp_path, tiny_checkpoints, captured_u
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert not captured_uvicorn
+
+
+def test_serve_without_options_serves_with_the_settings_defaults(tmp_path, captured_uvicorn, monkeypatch):
+    """Every option's default is the one Settings declares: nothing given, nothing differs."""
+    import dataclasses
+
+    import vqnat_server.served
+    from vqnat_server.settings import Settings
+
+    bundles = {"nat": tmp_path / "nat", "teacher": tmp_path / "teacher"}
+    for path in bundles.values():
+        path.mkdir()
+    monkeypatch.setattr("vqnat.checkpoint.default_model", lambda role: bundles[role])
+    monkeypatch.setattr(vqnat_server.served, "load_translators", lambda settings: {})
+    monkeypatch.delenv("VQNAT_API_KEY", raising=False)
+    monkeypatch.delenv("VQNAT_ALLOW_REMOTE", raising=False)
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    (target, _), = captured_uvicorn
+    served, expected = target.state.settings, Settings(**bundles)
+    differing = [f.name for f in dataclasses.fields(Settings) if getattr(served, f.name) != getattr(expected, f.name)]
+    assert differing == []

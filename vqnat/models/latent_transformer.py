@@ -33,12 +33,15 @@ from torch import Tensor, nn
 
 from vqnat.models.quantizer_options import QuantizerOptions
 from vqnat.modules.compression import Compressor, Decompressor
-from vqnat.modules.incremental import IncrementalDecoder
+from vqnat.modules.latent_prior import LatentPrior
 from vqnat.modules.positions import positions_from_mask, sinusoidal_table
 from vqnat.modules.transformer import CrossAttentionStack, EncoderStack
 from vqnat.quantization import QuantizerOutput, VectorQuantizer
 
 MODEL_NAME = "vqnat_latent_transformer"
+# state-dict key prefixes of the latent prior: before it was a module -> now
+PRIOR_KEY_RENAMES = (("prior_embed.", "prior.embed."), ("prior_out.", "prior.out."),
+                     ("prior.layers.", "prior.stack.layers."), ("prior.norm.", "prior.stack.norm."))
 LENGTH_CLASSES = 256  # the length predictor's classes: 0..255 tokens (longer targets count as 255)
 
 
@@ -163,18 +166,14 @@ class LatentTransformerModel(BaseFairseqModel):
         self.decoder = CrossAttentionStack(d, cfg.decoder_layers, heads, ffn, p, causal=False)
         self.output_projection = nn.Linear(d, len(tgt_dict), bias=False)
         self.output_projection.weight = self.tgt_embed.weight
-        # Prior: each slice's codes (and a BOS code K) embedded and summed; logits over K per slice.
-        h, k = cfg.codebook_slices, cfg.codebook_size
-        self.prior_embed = nn.Embedding(h * (k + 1), d)
-        prior_p = cfg.dropout if cfg.prior_dropout is None else cfg.prior_dropout
-        self.prior_dropout = nn.Dropout(prior_p)
-        self.prior = CrossAttentionStack(d, cfg.prior_layers, heads, ffn, prior_p, causal=True)
-        self.prior_out = nn.Linear(d, h * k)
         self.length_out = nn.Linear(d, LENGTH_CLASSES) if cfg.length_predictor else None
         # Sinusoids computed once (not saved): positions index this table instead of recomputing sin/cos per call.
         longest_target = math.ceil(cfg.max_source_positions * cfg.length_ratio + cfg.length_offset) + self.factor
         table_size = max(cfg.max_source_positions, cfg.max_target_positions, longest_target) + 1
         self.register_buffer("position_table", sinusoidal_table(torch.arange(table_size), d), persistent=False)
+        prior_p = cfg.dropout if cfg.prior_dropout is None else cfg.prior_dropout
+        self.prior = LatentPrior(cfg.codebook_size, cfg.codebook_slices, d, cfg.prior_layers, heads, ffn, prior_p,
+                                 max_length=table_size // self.factor + 1)
         self.num_updates = 0
 
     # ------------------------------------------------------------------ fairseq plumbing
@@ -192,6 +191,21 @@ class LatentTransformerModel(BaseFairseqModel):
         self.num_updates = num_updates
         super().set_num_updates(num_updates)
 
+    def upgrade_state_dict_named(self, state_dict: dict[str, Tensor], name: str) -> None:
+        """Weights saved before the prior became a module (``prior_embed.*``, ``prior.layers.*``, ``prior.norm.*``,
+        ``prior_out.*``) get the keys of :class:`LatentPrior` (``prior.embed.*``, ``prior.stack.*``, ``prior.out.*``).
+        Called by fairseq's checkpoint loading and by the bundle loader."""
+        prefix = f"{name}." if name else ""
+        for key in list(state_dict):
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix):]
+            for old, new in PRIOR_KEY_RENAMES:
+                if rest.startswith(old):
+                    state_dict[prefix + new + rest[len(old):]] = state_dict.pop(key)
+                    break
+        super().upgrade_state_dict_named(state_dict, name)
+
     # ------------------------------------------------------------------ pieces
     def encode(self, src_tokens: Tensor) -> tuple[Tensor, Tensor]:
         """``[B, S]`` (left- or right-padded) -> encoding ``[B, S, D]`` and padding mask ``[B, S]``."""
@@ -203,24 +217,27 @@ class LatentTransformerModel(BaseFairseqModel):
         return self.encoder(self.dropout(x), pad_mask), pad_mask
 
     def target_lengths(self, src_lengths: Tensor, tgt_lengths: Tensor | None = None,
-                       length_logits: Tensor | None = None) -> Tensor:
+                       length_logits: Tensor | None = None, length_ratio: float | None = None,
+                       length_offset: int | None = None) -> Tensor:
         """T'_b ``[B]``, a multiple of 2^nc (see the module docstring for both rules).
 
         Ratio rule: ``ratio * |x| + offset``, at least ``|y|`` in training (``tgt_lengths`` given).
         Length predictor: ``|y| + offset`` in training, ``min(argmax(length_logits), ratio * |x|) + offset`` at
-        inference.
+        inference. ``length_ratio`` / ``length_offset`` override the trained ones for this call (None: as trained).
         """
+        ratio = self.cfg.length_ratio if length_ratio is None else length_ratio
+        offset = self.cfg.length_offset if length_offset is None else length_offset
         if self.length_out is None:
-            length = torch.ceil(src_lengths.float() * self.cfg.length_ratio + self.cfg.length_offset).long()
+            length = torch.ceil(src_lengths.float() * ratio + offset).long()
             if tgt_lengths is not None:
                 length = torch.maximum(length, tgt_lengths)
         elif tgt_lengths is not None:
-            length = tgt_lengths + self.cfg.length_offset
+            length = tgt_lengths + offset
         elif length_logits is not None:
             # Capped by the ratio rule's length: a predictor that has not learned yet (or a garbled source) must
             # not ask for hundreds of positions.
-            cap = torch.ceil(src_lengths.float() * self.cfg.length_ratio).long()
-            length = torch.minimum(length_logits.argmax(-1), cap) + self.cfg.length_offset
+            cap = torch.ceil(src_lengths.float() * ratio).long()
+            length = torch.minimum(length_logits.argmax(-1), cap) + offset
         else:
             raise ValueError("a model with a length predictor needs length_logits (or the target lengths)")
         length = length.clamp(1, self.cfg.max_target_positions)  # an override must not run past the positions
@@ -253,14 +270,8 @@ class LatentTransformerModel(BaseFairseqModel):
 
     def prior_logits(self, codes: Tensor, enc: Tensor, enc_pad: Tensor) -> Tensor:
         """Teacher-forced prior: codes ``[B, L, H]`` -> logits ``[B, L, H, K]`` for each position from the codes
-        strictly before it (inputs are shifted right behind a BOS code)."""
-        b, length, h = codes.shape
-        k = self.cfg.codebook_size
-        bos = torch.full((b, 1, h), k, dtype=codes.dtype, device=codes.device)
-        inputs = torch.cat([bos, codes[:, :-1]], dim=1)  # (B, L, H)
-        x = self.prior_dropout(self._embed_codes(inputs) + self.position_table[:length].unsqueeze(0))
-        y = self.prior(x, None, enc, enc_pad)  # (B, L, D)
-        return self.prior_out(y).view(b, length, h, k)  # (B, L, H, K)
+        strictly before it, given the source encoding (:class:`~vqnat.modules.latent_prior.LatentPrior`)."""
+        return self.prior(codes, enc, enc_pad)
 
     # ------------------------------------------------------------------ training
     def forward(self, src_tokens: Tensor, src_lengths: Tensor, target: Tensor, **unused) -> LatentTransformerOutput:
@@ -317,23 +328,38 @@ class LatentTransformerModel(BaseFairseqModel):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()  # not inference_mode: fairseq-generate edits the returned tensors in place
-    def translate(self, src_tokens: Tensor, src_lengths: Tensor, latent_beam: int = 1) -> Translation:
+    def translate(self, src_tokens: Tensor, src_lengths: Tensor, latent_beam: int = 1, codes: Tensor | None = None,
+                  lengths: Tensor | None = None, length_ratio: float | None = None,
+                  length_offset: int | None = None) -> Translation:
         """Prior decoding of the latents (greedy, or beam search over latents), then one parallel decoder pass.
 
         ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``. With
         ``latent_beam > 1`` the latent sequence is the one the prior scores highest among the beam's survivors.
+        ``length_ratio`` / ``length_offset`` override the trained length rule for this call.
+
+        Decoding from given codes (ablations, a perfect prior): ``codes [B, L, H]`` replace the prior's, read at
+        ``lengths [B]`` (T'_b, multiples of 2^nc; default: the length rule's, which must fit in L latents).
         """
-        if latent_beam > 1:
-            candidates = self.translate_candidates(src_tokens, src_lengths, latent_beam)
-            return Translation(*(field[:, 0] for field in candidates[:4]))
         enc, enc_pad = self.encode(src_tokens)
-        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad))  # (B,)
-        codes = self.greedy_latents(enc, enc_pad, int(lengths.max()) // self.factor)  # (B, L, H)
-        return self._decode_codes(codes, lengths, enc, enc_pad)
+        if lengths is None:
+            logits = self.predict_length_logits(enc, enc_pad)
+            lengths = self.target_lengths(src_lengths, length_logits=logits, length_ratio=length_ratio,
+                                          length_offset=length_offset)  # (B,)
+        num_latents = int(lengths.max()) // self.factor
+        if codes is not None:
+            if codes.shape[1] < num_latents or bool((lengths % self.factor).any()):
+                raise ValueError(f"codes of {codes.shape[1]} latents cannot be read at lengths up to "
+                                 f"{int(lengths.max())} (multiples of {self.factor} needed)")
+            return self.decode_codes(codes[:, :num_latents], lengths, enc, enc_pad)
+        if latent_beam > 1:
+            candidates = self._candidates(enc, enc_pad, lengths, latent_beam)
+            return Translation(*(field[:, 0] for field in candidates[:4]))
+        return self.decode_codes(self.prior.greedy(num_latents, enc, enc_pad), lengths, enc, enc_pad)
 
     @torch.no_grad()
-    def translate_candidates(self, src_tokens: Tensor, src_lengths: Tensor,
-                             num_candidates: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def translate_candidates(self, src_tokens: Tensor, src_lengths: Tensor, num_candidates: int,
+                             length_ratio: float | None = None,
+                             length_offset: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The ``n`` best latent sequences of a beam search over the prior, each decoded in one parallel pass
         (all ``B * n`` in the same decoder call).
 
@@ -342,16 +368,22 @@ class LatentTransformerModel(BaseFairseqModel):
         the autoregressive teacher, is noisy parallel decoding (:mod:`vqnat.rescoring`).
         """
         enc, enc_pad = self.encode(src_tokens)
-        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad))  # (B,)
-        codes, prior_scores = self.beam_latents(enc, enc_pad, lengths // self.factor, num_candidates)  # (B,n,L,H)
-        b, n = prior_scores.shape
-        out = self._decode_codes(codes.flatten(0, 1), lengths.repeat_interleave(n),
-                                 enc.repeat_interleave(n, dim=0), enc_pad.repeat_interleave(n, dim=0))
+        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad),
+                                      length_ratio=length_ratio, length_offset=length_offset)  # (B,)
+        return self._candidates(enc, enc_pad, lengths, num_candidates)
+
+    def _candidates(self, enc: Tensor, enc_pad: Tensor, lengths: Tensor,
+                    n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        codes, prior_scores = self.prior.beam(lengths // self.factor, n, enc, enc_pad)  # (B, n, L, H), (B, n)
+        b = len(lengths)
+        out = self.decode_codes(codes.flatten(0, 1), lengths.repeat_interleave(n),
+                                enc.repeat_interleave(n, dim=0), enc_pad.repeat_interleave(n, dim=0))
         return (out.tokens.view(b, n, -1), out.log_probs.view(b, n, -1), out.lengths.view(b, n), codes,
                 prior_scores)
 
-    def _decode_codes(self, codes: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor) -> Translation:
-        """Codes ``[B, L, H]`` -> the decoder's argmax tokens ``[B, T']``, cut after the first EOS."""
+    def decode_codes(self, codes: Tensor, lengths: Tensor, enc: Tensor, enc_pad: Tensor) -> Translation:
+        """Codes ``[B, L, H]`` at lengths ``[B]`` -> the decoder's argmax tokens ``[B, T']``, cut after the first
+        EOS, given the source encoding."""
         hidden = self.decode(self.code_latents(codes), lengths, enc, enc_pad, project=False)  # (B, T', D)
         valid = _length_mask(lengths, hidden.shape[1])  # (B, T')
         # Project only each sentence's own positions (not the batch padding) onto the vocabulary. The argmax's
@@ -373,67 +405,6 @@ class LatentTransformerModel(BaseFairseqModel):
         """Codes ``[B, L, H]`` -> the latents the decoder reads ``[B, L, D]``: each slice's code vector, joined."""
         latents = self.bottleneck.codebook.lookup(codes.flatten(0, 1))  # (B*L, H, Dh)
         return latents.reshape(*codes.shape[:2], -1)
-
-    def _embed_codes(self, codes: Tensor) -> Tensor:
-        """The prior's input embedding: codes ``[..., H]`` (BOS = K) -> the sum of each slice's own embedding of
-        its code, ``[..., D]`` (slice h uses rows h (K + 1) .. h (K + 1) + K of ``prior_embed``)."""
-        h, k = self.cfg.codebook_slices, self.cfg.codebook_size
-        offsets = torch.arange(h, device=codes.device) * (k + 1)
-        return self.prior_embed(codes + offsets).sum(-2)
-
-    def _prior_step_input(self, previous: Tensor, position: int) -> Tensor:
-        """Codes of the previous position ``[B, H]`` (BOS = K) -> the prior's input at ``position``: ``[B, 1, D]``."""
-        return (self._embed_codes(previous) + self.position_table[position]).unsqueeze(1)
-
-    def greedy_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: int) -> Tensor:
-        """Decode ``num_latents`` codes left to right with the prior's argmax: ``[B, L, H]``.
-
-        Uses key/value caches (:mod:`vqnat.modules.incremental`): each step runs one position through the prior.
-        """
-        b, h, k = enc.shape[0], self.cfg.codebook_slices, self.cfg.codebook_size
-        prior = IncrementalDecoder(self.prior)
-        state = prior.start(enc, enc_pad)
-        previous = torch.full((b, h), k, dtype=torch.long, device=enc.device)  # BOS
-        codes = []
-        for t in range(num_latents):
-            logits = self.prior_out(prior.step(self._prior_step_input(previous, t), state)[:, 0])  # (B, H*K)
-            previous = logits.view(b, h, k).argmax(-1)  # (B, H)
-            codes.append(previous)
-        return torch.stack(codes, 1) if codes else previous.new_zeros(b, 0, h)
-
-    def beam_latents(self, enc: Tensor, enc_pad: Tensor, num_latents: Tensor, beam: int) -> tuple[Tensor, Tensor]:
-        """Beam search over latent sequences: ``num_latents [B]`` codes each (one codebook slice only).
-
-        Returns codes ``[B, beam, L, 1]`` (L = max num_latents; a sentence's codes past its own length are 0) and
-        their prior log-probabilities ``[B, beam]``, best first. Score = sum_l log p(c_l | c_<l, x).
-        """
-        if self.cfg.codebook_slices != 1:
-            raise ValueError("beam search over latents needs --codebook-slices 1 (a beam over H slices at once "
-                             "is not implemented)")
-        b, k = enc.shape[0], self.cfg.codebook_size
-        if beam > k:
-            raise ValueError(f"latent beam {beam} is larger than the codebook ({k} codes)")
-        prior = IncrementalDecoder(self.prior)
-        state = prior.start(enc.repeat_interleave(beam, dim=0), enc_pad.repeat_interleave(beam, dim=0))
-        scores = enc.new_full((b, beam), float("-inf"), dtype=torch.float32)
-        scores[:, 0] = 0.0  # all beams start as the same empty hypothesis: expand only the first
-        history = torch.zeros(b, beam, 0, dtype=torch.long, device=enc.device)
-        previous = torch.full((b * beam, 1), k, dtype=torch.long, device=enc.device)  # BOS
-        rows = torch.arange(b, device=enc.device).unsqueeze(1) * beam  # (B, 1)
-        finished_step = enc.new_full((k,), float("-inf"), dtype=torch.float32)
-        finished_step[0] = 0.0  # a sentence with all its latents only extends by code 0, at no cost
-        for t in range(int(num_latents.max())):
-            y = prior.step(self._prior_step_input(previous, t), state)  # (B*beam, 1, D)
-            log_probs = self.prior_out(y[:, 0]).float().log_softmax(-1).view(b, beam, k)
-            done = (num_latents <= t).view(b, 1, 1)
-            log_probs = torch.where(done, finished_step, log_probs)
-            top, index = (scores.unsqueeze(-1) + log_probs).view(b, beam * k).topk(beam, dim=-1)  # (B, beam)
-            origin, code = index // k, index % k
-            scores = top
-            history = torch.cat([history.gather(1, origin.unsqueeze(-1).expand(-1, -1, t)), code.unsqueeze(-1)], -1)
-            state.reorder((origin + rows).view(-1))
-            previous = code.view(-1, 1)
-        return history.unsqueeze(-1), scores
 
     def _positions(self, nonpad: Tensor) -> Tensor:
         positions = positions_from_mask(nonpad)  # (B, T)

@@ -133,9 +133,10 @@ class ImageVQVAE(nn.Module):
         self.quantizer = VectorQuantizer.from_config(cfg.latent_dim, cfg)
         self.decoder = ConvDecoder(c, cfg.hidden_channels, cfg.residual_channels, cfg.num_residual_blocks,
                                    cfg.num_downsamples, cfg.latent_dim)
+        # the codes in raster order, slices innermost, as S positions of one code each; nothing to condition on
         self.prior = None if cfg.no_prior else LatentPrior(
-            cfg.codebook_size, self.num_latent_tokens, cfg.prior_dim, cfg.prior_layers, cfg.prior_heads,
-            cfg.prior_dropout)
+            cfg.codebook_size, 1, cfg.prior_dim, cfg.prior_layers, cfg.prior_heads, 4 * cfg.prior_dim,
+            cfg.prior_dropout, max_length=self.num_latent_tokens, conditional=False)
 
     @property
     def num_latent_tokens(self) -> int:
@@ -174,7 +175,7 @@ class ImageVQVAE(nn.Module):
         logits = self.decode(vq.quantized)
         prior_logits = None
         if self.prior is not None:
-            prior_logits = self.prior(self.flatten_codes(vq.codes).detach())  # (B, S, K)
+            prior_logits = self.prior(self.flatten_codes(vq.codes).detach().unsqueeze(-1))[:, :, 0]  # (B, S, K)
         return ImageVQVAEOutput(logits=logits, codes=vq.codes, prior_logits=prior_logits, vq=vq)
 
     # ------------------------------------------------------------------ codes <-> images
@@ -194,7 +195,14 @@ class ImageVQVAE(nn.Module):
         """``[num, S]`` codes drawn from the latent prior."""
         if self.prior is None:
             raise ValueError("this model was trained without a latent prior (no_prior=True): it cannot sample")
-        return self.prior.sample(num, temperature, generator)
+        codes = self.prior.sample(self.num_latent_tokens, batch=num, temperature=temperature, generator=generator)
+        return codes[..., 0]  # (num, S)
+
+    def prior_nll(self, codes: Tensor) -> Tensor:
+        """``-log p_prior(c)`` per image in nats: codes ``[B, S]`` or ``[B, h, w, Hs]`` -> ``[B]``."""
+        if self.prior is None:
+            raise ValueError("this model was trained without a latent prior (no_prior=True)")
+        return self.prior.nll(self.flatten_codes(codes).unsqueeze(-1))
 
 
 class ImageVQVAELoss(NamedTuple):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqnat.pipeline.fairseq_run import USER_DIR
+from vqnat.quantization.config import QuantizerConfig
 
 TEACHER_SIZES: dict[str, dict[str, int]] = {
     # layers (encoder, decoder), model dim, ffn dim, heads
@@ -93,7 +94,8 @@ def teacher_train_args(data_bin: Path, save_dir: Path, size: str = "cpu", budget
         "--best-checkpoint-metric", "loss"]
 
 
-def nat_train_args(data_bin: Path, save_dir: Path, arch: str = "vqnat_lt_cpu", bottleneck: str = "soft",
+def nat_train_args(data_bin: Path, save_dir: Path, arch: str = "vqnat_lt_cpu",
+                   bottleneck: str = QuantizerConfig.bottleneck,
                    budget: TrainBudget | None = None, extra: list[str] | None = None, cpu: bool = True,
                    length_rule: str = "predictor") -> list[str]:
     """fairseq-train arguments of the latent transformer (``extra``: any further model/criterion options, which
