@@ -44,6 +44,8 @@ LENGTH_RATIO = typer.Option(None, min=0.0, help="NAT: decode ratio * source leng
                                                  "of the trained rule.")
 LENGTH_OFFSET = typer.Option(None, min=0, help="NAT: extra positions (with --length-ratio, or the length "
                                                "predictor's).")
+REFINE_STEPS = typer.Option(0, min=0, help="NAT: refinement passes (the output through the autoencoder and the "
+                                           "decoder again; needs a checkpoint or bundle with the autoencoder).")
 THREADS = typer.Option(None, min=1, help="torch threads (default: torch's own, one per core).")
 
 # Training defaults are the library's (TrainBudget, the presets' argument defaults, QuantizerConfig): read, not
@@ -193,6 +195,7 @@ def translate(
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
     length_offset: int | None = LENGTH_OFFSET,
+    refine_steps: int = REFINE_STEPS,
     device: str = DEVICE,
     trust_checkpoint: bool = TRUST_CHECKPOINT,
     threads: int | None = THREADS,
@@ -218,7 +221,8 @@ def translate(
     data = _read_input(input)
     lines = split_lines(data, "stdin" if input == "-" else input)
     settings = {k: v for k, v in dict(beam=beam, collapse_repeated_tokens=collapse_repeats, latent_beam=latent_beam,
-                                      length_ratio=length_ratio, length_offset=length_offset).items()
+                                      length_ratio=length_ratio, length_offset=length_offset,
+                                      refine_steps=refine_steps or None).items()
                 if v is not None}
     out = None
     if output != "-":
@@ -324,6 +328,7 @@ def evaluate_translation(
     rescore_with: Path | None = RESCORE_WITH,
     length_ratio: float | None = LENGTH_RATIO,
     length_offset: int | None = LENGTH_OFFSET,
+    refine_steps: int = REFINE_STEPS,
     device: str = DEVICE,
     trust_checkpoint: bool = TRUST_CHECKPOINT,
     threads: int | None = THREADS,
@@ -338,7 +343,8 @@ def evaluate_translation(
     _set_threads(threads)
     check_device(device)
     options = DecodingOptions(beam=beam, latent_beam=latent_beam, length_ratio=length_ratio,
-                              length_offset=length_offset, collapse_repeated_tokens=collapse_repeats)
+                              length_offset=length_offset, collapse_repeated_tokens=collapse_repeats,
+                              refine_steps=refine_steps)
     result = evaluate_checkpoint(model or default_model("nat"), data, split=split, batch_size=batch_size,
                                  options=options, device=device, trust_checkpoint=trust_checkpoint,
                                  rescorer=rescore_with)

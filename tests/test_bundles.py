@@ -22,7 +22,7 @@ from vqnat.checkpoint import (
     mark_own_save_dir,
     read_bundle,
 )
-from vqnat.inference import Translator
+from vqnat.inference import DecodingOptions, Translator
 
 SENTENCES = ["In the beginning God created the heavens and the earth .", "And God said , Let there be light .",
              "and the evening and the morning were the first day ."]
@@ -72,6 +72,9 @@ def test_inference_only_bundle_translates_the_same_and_cannot_train(tiny_checkpo
         bundle_to_checkpoint(bundle, tmp_path / "init.pt")
     with pytest.raises(ValueError, match="latent transformer"):
         export_bundle(tiny_checkpoints.teacher, tmp_path / "t", inference_only=True)
+    with pytest.raises(ValueError, match="inference-only export"):  # refinement needs the autoencoder
+        Translator.load(bundle, options=DecodingOptions(refine_steps=1))
+    assert _translate(tiny_checkpoints.nat, tiny_checkpoints.data_bin, options=DecodingOptions(refine_steps=1))
 
 
 def test_trainable_bundle_becomes_a_checkpoint_with_the_same_translations(tiny_checkpoints, tmp_path):

@@ -29,11 +29,13 @@ class LatentTransformerGenerator:
     prior's score, or, with a ``rescorer`` (an autoregressive fairseq model with the same dictionaries), by the
     rescorer's mean log-likelihood (noisy parallel decoding, :mod:`vqnat.rescoring`).
 
-    ``length_ratio`` / ``length_offset``: the target-length rule for these calls (None: the model's own).
+    ``length_ratio`` / ``length_offset``: the target-length rule for these calls (None: the model's own);
+    ``refine_steps``: refinement passes after greedy decoding (:meth:`LatentTransformerModel.refine`).
     """
 
     def __init__(self, tgt_dict, collapse_repeated_tokens: bool = False, latent_beam: int = 1,
-                 rescorer=None, length_ratio: float | None = None, length_offset: int | None = None) -> None:
+                 rescorer=None, length_ratio: float | None = None, length_offset: int | None = None,
+                 refine_steps: int = 0) -> None:
         if latent_beam < 1:
             raise ValueError(f"latent_beam must be >= 1, got {latent_beam}")
         self.tgt_dict = tgt_dict
@@ -43,6 +45,7 @@ class LatentTransformerGenerator:
         self.latent_beam = latent_beam
         self.rescorer = rescorer
         self.lengths = {"length_ratio": length_ratio, "length_offset": length_offset}
+        self.refine_steps = refine_steps
         self.symbols_to_strip_from_output = {self.eos}
 
     @torch.no_grad()
@@ -53,7 +56,7 @@ class LatentTransformerGenerator:
         net_input = sample["net_input"]
         src_tokens, src_lengths = net_input["src_tokens"], net_input["src_lengths"]
         if self.latent_beam == 1:
-            out = model.translate(src_tokens, src_lengths, **self.lengths)
+            out = model.translate(src_tokens, src_lengths, refine_steps=self.refine_steps, **self.lengths)
             return [[self._hypothesis(out.tokens[b], out.log_probs[b], int(out.lengths[b]))]
                     for b in range(out.tokens.shape[0])]
         tokens, log_probs, lengths, _, prior_scores = model.translate_candidates(src_tokens, src_lengths,

@@ -55,6 +55,8 @@ class DecodingOptions:
     ``latent_beam``: beam search over the latents (1 = greedy); with a rescorer (``Translator.load(...,
     rescorer=teacher checkpoint)``) the candidates are rescored by the teacher (noisy parallel decoding).
     ``length_ratio`` / ``length_offset``: override the NAT's target-length rule at inference (None = as trained).
+    ``refine_steps``: NAT refinement passes (the output through the autoencoder and the decoder again; needs a
+    model with its autoencoder, not an inference-only export; see ``LatentTransformerModel.refine``).
     """
 
     beam: int = 1
@@ -65,13 +67,14 @@ class DecodingOptions:
     latent_beam: int = 1
     length_ratio: float | None = None
     length_offset: int | None = None
+    refine_steps: int = 0
 
 
 class Translator:
     """A loaded model, its dictionaries and tokenizer. ``translate(list of str) -> list of str``."""
 
     def __init__(self, model: torch.nn.Module, task, tokenizer: TextTokenizer, options: DecodingOptions,
-                 checkpoint: str = "", rescorer: Translator | None = None) -> None:
+                 checkpoint: str = "", rescorer: Translator | None = None, inference_only: bool = False) -> None:
         from vqnat.models.latent_transformer import LatentTransformerModel
 
         self.model = model.eval()
@@ -79,6 +82,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.options = options
         self.checkpoint = checkpoint
+        self.inference_only = inference_only  # an export without the autoencoder (no refinement)
         self.kind: ModelKind = "nat" if isinstance(model, LatentTransformerModel) else "autoregressive"
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
         self.max_source_positions = _max_source_positions(model)
@@ -94,12 +98,21 @@ class Translator:
         options = self.options
         if options.latent_beam < 1:
             raise ValueError(f"latent_beam must be >= 1, got {options.latent_beam}")
+        if options.refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {options.refine_steps}")
         nat_only = options.latent_beam > 1 or self.rescorer is not None or options.length_ratio is not None \
-            or options.length_offset is not None
+            or options.length_offset is not None or options.refine_steps > 0
         if self.kind != "nat":
             if nat_only:
-                raise ValueError("latent beam, rescoring and length overrides apply to the latent transformer only")
+                raise ValueError("latent beam, rescoring, refinement and length overrides apply to the latent "
+                                 "transformer only")
             return
+        if options.refine_steps > 0:
+            if options.latent_beam > 1:
+                raise ValueError("refinement applies to greedy latents: use latent_beam 1")
+            if self.inference_only:
+                raise ValueError(f"{self.checkpoint} is an inference-only export: it has no autoencoder to refine "
+                                 "with (export the checkpoint without --inference-only)")
         if self.rescorer is not None:
             if self.rescorer.kind != "autoregressive":
                 raise ValueError("the rescorer must be an autoregressive model (the teacher)")
@@ -138,9 +151,12 @@ class Translator:
             task, net = build_task_and_model(config["task"], config["model"], path, weights, source=str(path),
                                              missing_ok=tuple(config.get("left_out", ())),
                                              namespace=config.get("model_config_type") == "namespace")
-            data = path
+            data, inference_only = path, bool(config.get("inference_only"))
         else:
+            from vqnat.checkpoint_tools import is_inference_only
+
             state = read_checkpoint(path, trust=trust_checkpoint)
+            inference_only = is_inference_only(state)
             cfg = state["cfg"]
             data = Path(str(cfg.task.data).split(":")[0]) if data_dir is None else dictionary_folder(Path(data_dir))
             if not data.is_dir():
@@ -152,7 +168,7 @@ class Translator:
         if tokenizer is None:
             tokenizer = _find_tokenizer(data)
         return cls(net.to(device), task, tokenizer, options or DecodingOptions(), checkpoint=str(path),
-                   rescorer=scorer)
+                   rescorer=scorer, inference_only=inference_only)
 
     # ------------------------------------------------------------------ translating
     @property
@@ -241,7 +257,8 @@ class Translator:
                                               latent_beam=self.options.latent_beam,
                                               rescorer=self.rescorer.model if self.rescorer else None,
                                               length_ratio=self.options.length_ratio,
-                                              length_offset=self.options.length_offset)
+                                              length_offset=self.options.length_offset,
+                                              refine_steps=self.options.refine_steps)
         from vqnat.sentence_limits import SentenceLimitedGenerator
 
         # each sentence stops at its own max_len_a * length + max_len_b: an answer does not depend on its batch

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vqnat.inference import DecodingOptions
 from vqnat.pipeline.learning_curve import DEFAULT_BATCH_SIZE, DEFAULT_SPLITS, learning_curve, read_curve, write_curve
 
 
@@ -34,13 +35,17 @@ def main() -> None:
                         help="another run's curve (this script's JSON) to draw in the same plot; repeatable")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="read checkpoints from outside a vqnat training folder (only if you trust their source)")
+    parser.add_argument("--collapse-repeats", action=argparse.BooleanOptionalAction, default=None,
+                        help="merge a token repeated by neighbouring decoder positions (default: as each checkpoint "
+                        "says)")
     args = parser.parse_args()
     try:
         others = [read_curve(path) for path in args.compare]
         splits = [s.strip() for s in args.splits.split(",") if s.strip()]
         report = learning_curve(args.save_dir, args.prepared, splits, args.batch_size, args.label,
                                 args.reference_bleu, args.reference_label, command=" ".join(sys.argv),
-                                trust=args.trust_checkpoint)
+                                trust=args.trust_checkpoint,
+                                options=DecodingOptions(collapse_repeated_tokens=args.collapse_repeats))
     except ValueError as err:  # includes UntrustedCheckpointError
         raise SystemExit(f"Error: {err}") from None
     plot = write_curve(report, args.out, others)

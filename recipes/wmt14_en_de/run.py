@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vqnat.quantization.config import QuantizerConfig
+
 SRC, TGT = "en", "de"
 STAGES = ("prepare", "teacher", "distill", "nat-soft", "nat-hard", "evaluate", "bench")
 TRAINING_STAGES = ("teacher", "nat-soft", "nat-hard")
@@ -71,7 +73,7 @@ NAT_DIM = 512
 T2T_LR_CONSTANT = 2.0
 CODEBOOK_SIZE = 4096  # 2^12
 COMPRESS_STEPS = 3  # nc: latents are 2^3 = 8 times shorter than the (padded) target
-NUM_SAMPLES = 10  # m: soft-EM samples per latent
+NUM_SAMPLES = QuantizerConfig.num_samples  # m: soft-EM samples per latent; the default is the paper's 10
 BETA = "0.25"
 CODEBOOK_DECAY = "0.999"
 CODEBOOK_EPS = "1e-5"

@@ -36,7 +36,7 @@ def broken_checkpoint(request, tiny_models, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("command", [
-    lambda ck, tmp: ["average", str(ck), str(ck), "-o", str(tmp / "avg.pt")],
+    lambda ck, tmp: ["average", str(ck), str(ck), "-o", str(tmp / "avg.pt"), "--trust-checkpoint"],
     lambda ck, tmp: ["image", "sample", "-m", str(ck), "-o", str(tmp / "s.png"), "--trust-checkpoint"],
     lambda ck, tmp: ["image", "evaluate", "-m", str(ck), "--trust-checkpoint"],
 ])

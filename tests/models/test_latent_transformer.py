@@ -299,3 +299,25 @@ def test_translate_decodes_given_codes_and_overrides_lengths_per_call(word_dict)
     longer = model.translate(src, lengths, length_offset=16)
     assert longer.tokens.shape[1] >= out.tokens.shape[1] + 16 - model.factor
     assert (model.cfg.length_ratio, model.cfg.length_offset) == cfg_before  # the call changes no setting
+
+
+def test_refinement_reads_the_output_as_training_reads_a_target(word_dict):
+    """refine(y^) = the decoder's argmax given the autoencoder's codes of y^: with y^ = a target, exactly the
+    teacher-forced training pass in eval mode (nearest codes), cut at its first EOS."""
+    from vqnat.models.latent_transformer import Translation
+
+    torch.manual_seed(0)
+    model = tiny_model(word_dict, codebook_size=16).eval()
+    src, src_lengths = encode_batch(["In the beginning God created the heavens", "And God said"], word_dict)
+    target, target_lengths = encode_batch(["Im Anfang schuf Gott", "Und Gott sprach es werde Licht"], word_dict)
+    enc, enc_pad = model.encode(src)
+    with torch.no_grad():
+        given = Translation(target, torch.zeros(target.shape), target_lengths, torch.zeros(2, 1, 1, dtype=torch.long))
+        refined = model.refine(given, src_lengths, enc, enc_pad)
+        forward = model(src, src_lengths, target)
+    expected = forward.token_logits.argmax(-1).masked_fill(~forward.token_mask, word_dict.pad())
+    for row, (tokens, length) in enumerate(zip(refined.tokens, refined.lengths, strict=True)):
+        assert torch.equal(tokens[:length], expected[row, :length])
+    steps = model.translate(src, src_lengths, refine_steps=2)
+    once = model.translate(src, src_lengths, refine_steps=1)
+    assert torch.equal(steps.tokens, model.refine(once, src_lengths, enc, enc_pad).tokens)

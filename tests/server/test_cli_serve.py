@@ -91,13 +91,21 @@ def test_a_worker_logs_at_the_servers_level(tiny_checkpoints, monkeypatch):
         root.handlers[:] = handlers
 
 
-def test_without_models_the_default_bundles_are_served(tmp_path, captured_uvicorn, monkeypatch):
+@pytest.fixture
+def default_bundles(tmp_path, monkeypatch):
+    """Empty default bundle folders (``vqnat serve`` without --nat/--teacher finds them); nothing is loaded."""
     import vqnat_server.served
+
     bundles = {"nat": tmp_path / "nat", "teacher": tmp_path / "teacher"}
     for path in bundles.values():
         path.mkdir()
     monkeypatch.setattr("vqnat.checkpoint.default_model", lambda role: bundles[role])
     monkeypatch.setattr(vqnat_server.served, "load_translators", lambda settings: {})
+    return bundles
+
+
+def test_without_models_the_default_bundles_are_served(default_bundles, captured_uvicorn):
+    bundles = default_bundles
     result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     (target, kwargs), = captured_uvicorn
@@ -151,23 +159,17 @@ def test_bad_arguments_fail_with_one_line(tmp_path, tiny_checkpoints, captured_u
     assert not captured_uvicorn
 
 
-def test_serve_without_options_serves_with_the_settings_defaults(tmp_path, captured_uvicorn, monkeypatch):
+def test_serve_without_options_serves_with_the_settings_defaults(default_bundles, captured_uvicorn, monkeypatch):
     """Every option's default is the one Settings declares: nothing given, nothing differs."""
     import dataclasses
 
-    import vqnat_server.served
     from vqnat_server.settings import Settings
 
-    bundles = {"nat": tmp_path / "nat", "teacher": tmp_path / "teacher"}
-    for path in bundles.values():
-        path.mkdir()
-    monkeypatch.setattr("vqnat.checkpoint.default_model", lambda role: bundles[role])
-    monkeypatch.setattr(vqnat_server.served, "load_translators", lambda settings: {})
     monkeypatch.delenv("VQNAT_API_KEY", raising=False)
     monkeypatch.delenv("VQNAT_ALLOW_REMOTE", raising=False)
     result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     (target, _), = captured_uvicorn
-    served, expected = target.state.settings, Settings(**bundles)
+    served, expected = target.state.settings, Settings(**default_bundles)
     differing = [f.name for f in dataclasses.fields(Settings) if getattr(served, f.name) != getattr(expected, f.name)]
     assert differing == []

@@ -330,7 +330,7 @@ class LatentTransformerModel(BaseFairseqModel):
     @torch.no_grad()  # not inference_mode: fairseq-generate edits the returned tensors in place
     def translate(self, src_tokens: Tensor, src_lengths: Tensor, latent_beam: int = 1, codes: Tensor | None = None,
                   lengths: Tensor | None = None, length_ratio: float | None = None,
-                  length_offset: int | None = None) -> Translation:
+                  length_offset: int | None = None, refine_steps: int = 0) -> Translation:
         """Prior decoding of the latents (greedy, or beam search over latents), then one parallel decoder pass.
 
         ``src_tokens [B, S]``, ``src_lengths [B]`` -> :class:`Translation` with tokens ``[B, T']``. With
@@ -339,8 +339,35 @@ class LatentTransformerModel(BaseFairseqModel):
 
         Decoding from given codes (ablations, a perfect prior): ``codes [B, L, H]`` replace the prior's, read at
         ``lengths [B]`` (T'_b, multiples of 2^nc; default: the length rule's, which must fit in L latents).
+
+        ``refine_steps``: after decoding, this many times (:meth:`refine`) the output goes through the autoencoder
+        and the decoder again (needs the autoencoder: not an inference-only export).
         """
         enc, enc_pad = self.encode(src_tokens)
+        out = self._translate_once(enc, enc_pad, src_lengths, latent_beam, codes, lengths, length_ratio, length_offset)
+        for _ in range(refine_steps):
+            out = self.refine(out, src_lengths, enc, enc_pad)
+        return out
+
+    def refine(self, out: Translation, src_lengths: Tensor, enc: Tensor, enc_pad: Tensor) -> Translation:
+        """One refinement pass: the output tokens ``y^`` through the autoencoder (its nearest codes, as a target in
+        training), then the decoder: ``y' = argmax D(q(A(y^, x)), x)``. The decoder learned to read the codes the
+        autoencoder gives a target; the prior's codes differ from those, the autoencoder's codes of ``y^`` less so.
+        Cost: one autoencoder and one decoder pass (parallel), no prior steps."""
+        rows = []
+        for tokens, length in zip(out.tokens, out.lengths.tolist(), strict=True):
+            kept = tokens[:length]
+            kept = kept[kept.ne(self.pad) & kept.ne(self.eos)]  # a decoder position may predict pad before EOS
+            rows.append(torch.cat([kept, kept.new_tensor([self.eos])]))
+        target = torch.full((len(rows), max(len(r) for r in rows)), self.pad, dtype=torch.long, device=enc.device)
+        for i, row in enumerate(rows):
+            target[i, : len(row)] = row
+        latents = self.autoencode(src_lengths, target, enc, enc_pad)  # nearest codes in eval mode
+        return self.decode_codes(latents.vq.codes, latents.lengths, enc, enc_pad)
+
+    def _translate_once(self, enc: Tensor, enc_pad: Tensor, src_lengths: Tensor, latent_beam: int,
+                        codes: Tensor | None, lengths: Tensor | None, length_ratio: float | None,
+                        length_offset: int | None) -> Translation:
         if lengths is None:
             logits = self.predict_length_logits(enc, enc_pad)
             lengths = self.target_lengths(src_lengths, length_logits=logits, length_ratio=length_ratio,

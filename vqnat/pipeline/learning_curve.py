@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vqnat.pipeline.average import INTERVAL_NAME, checkpoint_updates, numbered_checkpoints
 from vqnat.pipeline.evaluate import evaluate_checkpoint
+
+if TYPE_CHECKING:
+    from vqnat.inference import DecodingOptions
 
 DEFAULT_SPLITS = ("valid", "test")  # the first one selects
 DEFAULT_BATCH_SIZE = 128
@@ -48,10 +51,11 @@ def select_checkpoint(rows: Sequence[Row], split: str) -> Row:
 def learning_curve(save_dir: str | Path, prepared: str | Path, splits: Sequence[str] = DEFAULT_SPLITS,
                    batch_size: int = DEFAULT_BATCH_SIZE, label: str = "model", reference_bleu: float | None = None,
                    reference_label: str = "reference", command: str = "", trust: bool = False,
-                   device: str = "cpu") -> dict[str, Any]:
+                   device: str = "cpu", options: DecodingOptions | None = None) -> dict[str, Any]:
     """Score every checkpoint of ``save_dir`` (:func:`find_checkpoints`) on ``splits`` of the prepared folder;
     returns the report: ``rows`` by updates, ``selected`` (best BLEU on ``splits[0]``), the sacreBLEU signature,
-    ``label`` and the ``reference`` line for the plot, and the ``command`` that made it."""
+    ``label`` and the ``reference`` line for the plot, and the ``command`` that made it. ``options``: how every
+    checkpoint decodes (e.g. collapsing repeated tokens; default: as each checkpoint says)."""
     from tqdm import tqdm
 
     from vqnat.inference import Translator
@@ -63,7 +67,8 @@ def learning_curve(save_dir: str | Path, prepared: str | Path, splits: Sequence[
     rows: list[Row] = []
     for updates, path in tqdm(find_checkpoints(save_dir, trust), desc="checkpoints", unit="ckpt"):
         row: Row = {"updates": updates, "checkpoint": path.name, "bleu": {}, "chrf": {}}
-        translator = Translator.load(path, data_dir=data_bin, device=device, trust_checkpoint=trust)  # once
+        translator = Translator.load(path, data_dir=data_bin, device=device, trust_checkpoint=trust,
+                                     options=options)  # once
         for split in splits:
             result = evaluate_checkpoint(path, prepared, split=split, batch_size=batch_size, translator=translator)
             row["bleu"][split], row["chrf"][split] = result["bleu"], result["chrf"]
