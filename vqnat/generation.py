@@ -12,6 +12,20 @@ from vqnat.rescoring import teacher_scores
 logger = logging.getLogger(__name__)
 
 
+def sentence_output(tokens: Tensor, scores: Tensor, length: int, pad: int, eos: int) -> tuple[Tensor, Tensor]:
+    """One sentence of a latent transformer's ``Translation``: its first ``length`` tokens ``[T']`` and
+    log-probabilities, without the padding a decoder position may predict before EOS (it emits nothing), ending in
+    EOS (appended with log-probability 0 when the sentence filled its T'_b without one): tokens ``[T]``, scores
+    ``[T]``."""
+    tokens, scores = tokens[:length], scores[:length]
+    real = tokens.ne(pad)
+    tokens, scores = tokens[real], scores[real]
+    if len(tokens) == 0 or int(tokens[-1]) != eos:
+        tokens = torch.cat([tokens, tokens.new_tensor([eos])])
+        scores = torch.cat([scores, scores.new_zeros(1)])
+    return tokens, scores
+
+
 def repeat_mask(tokens: Tensor) -> Tensor:
     """``[T]`` -> bool ``[T]``, False where a token repeats its left neighbour (``a a b b b c`` keeps ``a b c``)."""
     keep = torch.ones_like(tokens, dtype=torch.bool)
@@ -78,12 +92,7 @@ class LatentTransformerGenerator:
         return hypos
 
     def _hypothesis(self, tokens: Tensor, scores: Tensor, length: int) -> dict[str, object]:
-        tokens, scores = tokens[:length], scores[:length]
-        real = tokens.ne(self.pad)  # a decoder position may predict padding before EOS: it emits nothing
-        tokens, scores = tokens[real], scores[real]
-        if len(tokens) == 0 or int(tokens[-1]) != self.eos:
-            tokens = torch.cat([tokens, tokens.new_tensor([self.eos])])
-            scores = torch.cat([scores, scores.new_zeros(1)])
+        tokens, scores = sentence_output(tokens, scores, length, self.pad, self.eos)
         if self.collapse_repeated_tokens:
             keep = repeat_mask(tokens)
             tokens, scores = tokens[keep], scores[keep]

@@ -31,6 +31,7 @@ import torch
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from torch import Tensor, nn
 
+from vqnat.generation import sentence_output
 from vqnat.models.quantizer_options import QuantizerOptions
 from vqnat.modules.compression import Compressor, Decompressor
 from vqnat.modules.latent_prior import LatentPrior
@@ -354,14 +355,11 @@ class LatentTransformerModel(BaseFairseqModel):
         training), then the decoder: ``y' = argmax D(q(A(y^, x)), x)``. The decoder learned to read the codes the
         autoencoder gives a target; the prior's codes differ from those, the autoencoder's codes of ``y^`` less so.
         Cost: one autoencoder and one decoder pass (parallel), no prior steps."""
-        rows = []
-        for tokens, length in zip(out.tokens, out.lengths.tolist(), strict=True):
-            kept = tokens[:length]
-            kept = kept[kept.ne(self.pad) & kept.ne(self.eos)]  # a decoder position may predict pad before EOS
-            rows.append(torch.cat([kept, kept.new_tensor([self.eos])]))
-        target = torch.full((len(rows), max(len(r) for r in rows)), self.pad, dtype=torch.long, device=enc.device)
-        for i, row in enumerate(rows):
-            target[i, : len(row)] = row
+        from fairseq.data import data_utils
+
+        rows = [sentence_output(tokens, scores, length, self.pad, self.eos)[0]
+                for tokens, scores, length in zip(out.tokens, out.log_probs, out.lengths.tolist(), strict=True)]
+        target = data_utils.collate_tokens(rows, self.pad, self.eos, left_pad=False)  # (B, T) right-padded
         latents = self.autoencode(src_lengths, target, enc, enc_pad)  # nearest codes in eval mode
         return self.decode_codes(latents.vq.codes, latents.lengths, enc, enc_pad)
 
@@ -369,9 +367,7 @@ class LatentTransformerModel(BaseFairseqModel):
                         codes: Tensor | None, lengths: Tensor | None, length_ratio: float | None,
                         length_offset: int | None) -> Translation:
         if lengths is None:
-            logits = self.predict_length_logits(enc, enc_pad)
-            lengths = self.target_lengths(src_lengths, length_logits=logits, length_ratio=length_ratio,
-                                          length_offset=length_offset)  # (B,)
+            lengths = self._predicted_lengths(enc, enc_pad, src_lengths, length_ratio, length_offset)
         num_latents = int(lengths.max()) // self.factor
         if codes is not None:
             if codes.shape[1] < num_latents or bool((lengths % self.factor).any()):
@@ -395,9 +391,14 @@ class LatentTransformerModel(BaseFairseqModel):
         the autoregressive teacher, is noisy parallel decoding (:mod:`vqnat.rescoring`).
         """
         enc, enc_pad = self.encode(src_tokens)
-        lengths = self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad),
-                                      length_ratio=length_ratio, length_offset=length_offset)  # (B,)
+        lengths = self._predicted_lengths(enc, enc_pad, src_lengths, length_ratio, length_offset)
         return self._candidates(enc, enc_pad, lengths, num_candidates)
+
+    def _predicted_lengths(self, enc: Tensor, enc_pad: Tensor, src_lengths: Tensor, length_ratio: float | None,
+                           length_offset: int | None) -> Tensor:
+        """T'_b ``[B]`` at inference: the length rule on the source encoding (see :meth:`target_lengths`)."""
+        return self.target_lengths(src_lengths, length_logits=self.predict_length_logits(enc, enc_pad),
+                                   length_ratio=length_ratio, length_offset=length_offset)
 
     def _candidates(self, enc: Tensor, enc_pad: Tensor, lengths: Tensor,
                     n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -121,8 +121,9 @@ class LatentPrior(nn.Module):
         rows = torch.arange(b, device=device).unsqueeze(1) * beam  # (B, 1)
         finished_step = memory.new_full((k,), float("-inf"), dtype=torch.float32)
         finished_step[0] = 0.0  # a sequence with all its latents only extends by code 0, at no cost
-        self._check_length(int(num_latents.max()) if b else 0)
-        for t in range(int(num_latents.max()) if b else 0):
+        steps = int(num_latents.max()) if b else 0
+        self._check_length(steps)
+        for t in range(steps):
             log_probs = self._step(decoder, state, previous, t).float().log_softmax(-1).view(b, beam, k)
             done = (num_latents <= t).view(b, 1, 1)
             log_probs = torch.where(done, finished_step, log_probs)
